@@ -1,0 +1,38 @@
+"""Metadata every asset returns: counts, quarantine reasons, a masked preview as markdown."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from dagster import MetadataValue
+
+from hub.ingest.stats import IngestStats
+
+
+def markdown_table(rows: Sequence[Mapping[str, Any]], empty: str = "_nothing_") -> MetadataValue:
+    if not rows:
+        return MetadataValue.md(empty)
+    columns = list(rows[0].keys())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ")[:120] for c in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    return MetadataValue.md("\n".join(lines))
+
+
+def ingest_metadata(stats: IngestStats, **extra: Any) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "rows_in": stats.rows_in,
+        "written": stats.written,
+        "unchanged": stats.unchanged,
+        "quarantined": stats.quarantined,
+        "preview": markdown_table(stats.preview),
+    }
+    if stats.quarantine_reasons:
+        meta["quarantine_reasons"] = markdown_table(
+            [{"reason": r, "count": c} for r, c in stats.quarantine_reasons.most_common()]
+        )
+    for key, value in {**stats.extra, **extra}.items():
+        meta[key] = value
+    return meta

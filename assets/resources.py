@@ -1,0 +1,88 @@
+"""Dagster resources, built in one place from the hub's settings. Secrets are passed as
+EnvVar so that the UI shows the variable's name, never its value."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from dagster import ConfigurableResource, EnvVar
+from sqlalchemy.orm import Session
+
+from connectors.site import LeadsSource, SiteLeadsApi, SiteLeadsSnapshot
+from hub.settings import HubSettings, load_settings
+from hub.store.db import session_scope
+
+
+class StoreResource(ConfigurableResource):
+    """The CRM store and the hub's own tables."""
+
+    database_url: str
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with session_scope(self.database_url) as session:
+            yield session
+
+
+class HubSettingsResource(ConfigurableResource):
+    """Non-secret settings (regions, routing weights, time zone), read from the environment and
+    HUB_CONFIG when a run starts."""
+
+    config_file: str = ""
+
+    def load(self) -> HubSettings:
+        if self.config_file:
+            os.environ.setdefault("HUB_CONFIG", self.config_file)
+        return load_settings()
+
+
+class SiteResource(ConfigurableResource):
+    """The website: leads API (or a recording of it), webhook inbox, CSV export folder."""
+
+    base_url: str = ""
+    api_token: str = ""
+    snapshot_file: str = ""
+    csv_dir: str = ""
+    page_size: int = 100
+    timeout_s: float = 30.0
+    verify_tls: bool = True
+
+    def leads_source(self) -> LeadsSource | None:
+        if self.snapshot_file:
+            return SiteLeadsSnapshot(self.snapshot_file)
+        if self.base_url:
+            return SiteLeadsApi(
+                self.base_url,
+                self.api_token,
+                page_size=self.page_size,
+                timeout_s=self.timeout_s,
+                verify_tls=self.verify_tls,
+            )
+        return None
+
+
+def secret(env_name: str, fallback: str = "") -> Any:
+    """EnvVar when the variable is set (the UI shows only its name); else an empty value,
+    which the resource reads as "not configured"."""
+    return EnvVar(env_name) if os.environ.get(env_name) else fallback
+
+
+def build_resources(settings: HubSettings | None = None) -> dict[str, Any]:
+    settings = settings or load_settings()
+    return {
+        # A PostgreSQL URL carries a password: pass it by name when it comes from the environment.
+        "store": StoreResource(database_url=secret("HUB_DATABASE_URL", settings.database_url)),
+        "hub_settings": HubSettingsResource(config_file=os.environ.get("HUB_CONFIG", "")),
+        "site": SiteResource(
+            base_url=settings.site.base_url,
+            api_token=secret("HUB_SITE__API_TOKEN"),
+            snapshot_file=settings.site.snapshot_file,
+            csv_dir=settings.site.csv_dir,
+            page_size=settings.site.page_size,
+            timeout_s=settings.site.timeout_s,
+            verify_tls=settings.site.verify_tls,
+        ),
+    }

@@ -1,0 +1,19 @@
+"""Errors a connector raises; each says what to fix. Permanent ones must not be retried."""
+
+from __future__ import annotations
+
+
+class ConnectorError(RuntimeError):
+    """A source could not be read."""
+
+
+class PermanentSourceError(ConnectorError):
+    """Retrying will not help: bad credentials, a removed entity, a wrong URL."""
+
+
+class CredentialError(PermanentSourceError):
+    """The source refused our credentials."""
+
+
+class TransientSourceError(ConnectorError):
+    """The source failed in a way that a later retry may fix (5xx, timeouts after retries)."""

@@ -1,0 +1,150 @@
+"""The HTTP client every HTTP source uses: retries with backoff honouring Retry-After (urllib3),
+TLS verified, credentials errors that name the setting, bodies that must be JSON."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import warnings
+from typing import Any
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from connectors.errors import CredentialError, PermanentSourceError, TransientSourceError
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class CountingRetry(Retry):
+    """urllib3 Retry that reports every retry it makes to its owner (the retry budget)."""
+
+    owner: HttpClient | None = None
+
+    def new(self, **kw: Any) -> CountingRetry:
+        new = super().new(**kw)
+        new.owner = self.owner
+        return new
+
+    def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        if self.owner is not None:
+            self.owner.retries_used += 1
+        return super().increment(*args, **kwargs)
+
+
+class HttpClient:
+    """A requests session bound to one source.
+
+    `source` names the source in messages; `credential_setting` names the environment
+    variable(s) to fix when the source answers 401/403."""
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        source: str,
+        credential_setting: str,
+        auth: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout_s: float = 30.0,
+        verify_tls: bool = True,
+        max_retries: int = 6,
+        backoff_factor: float = 0.5,
+        backoff_max_s: float = 60.0,
+        body_retries: int = 3,
+    ) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.source = source
+        self.credential_setting = credential_setting
+        self.timeout_s = timeout_s
+        self.retries_used = 0
+        self.requests_made = 0
+        self.body_retries = body_retries
+        if not verify_tls:
+            warnings.warn(f"TLS verification is off for {source}: enable it in production", stacklevel=2)
+            log.warning("TLS verification is disabled for source %s", source)
+        retry = CountingRetry(
+            total=max_retries,
+            connect=max_retries,
+            read=max_retries,
+            status=max_retries,
+            status_forcelist=RETRY_STATUSES,
+            allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max_s,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        retry.owner = self
+        self.session = requests.Session()
+        self.session.verify = verify_tls
+        self.session.auth = auth
+        self.session.headers.update({"Accept": "application/json", "User-Agent": "crm-integration-hub/0.1"})
+        if headers:
+            self.session.headers.update(headers)
+        adapter = HTTPAdapter(max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def url(self, path_or_url: str) -> str:
+        return urljoin(self.base_url, path_or_url.lstrip("/")) if "://" not in path_or_url else path_or_url
+
+    def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> requests.Response:
+        url = self.url(path_or_url)
+        self.requests_made += 1
+        try:
+            response = self.session.get(url, params=params, timeout=self.timeout_s)
+        except requests.exceptions.RetryError as exc:
+            raise TransientSourceError(
+                f"{self.source}: gave up on {url} after {self.retries_used} retries: {exc}"
+            ) from None
+        except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            raise TransientSourceError(f"{self.source}: cannot reach {url}: {type(exc).__name__}") from None
+        if response.status_code in (401, 403):
+            raise CredentialError(
+                f"{self.source} refused the credentials (HTTP {response.status_code} at {url}): "
+                f"check {self.credential_setting}"
+            )
+        if response.status_code == 404:
+            raise PermanentSourceError(
+                f"{self.source}: {url} does not exist (HTTP 404): check the base URL setting"
+            )
+        if response.status_code in RETRY_STATUSES:
+            raise TransientSourceError(
+                f"{self.source}: HTTP {response.status_code} at {url} after {self.retries_used} retries"
+            )
+        if response.status_code >= 400:
+            raise PermanentSourceError(
+                f"{self.source}: HTTP {response.status_code} at {url}: {response.text[:200]}"
+            )
+        return response
+
+    def get_json(self, path_or_url: str, params: dict[str, Any] | None = None) -> Any:
+        """GET and decode JSON; a truncated or non-JSON body is fetched again a few times
+        (proxies cut bodies), then reported with what came instead."""
+        last_error = ""
+        for attempt in range(self.body_retries + 1):
+            response = self.get(path_or_url, params)
+            try:
+                return response.json()
+            except (json.JSONDecodeError, requests.exceptions.JSONDecodeError, UnicodeDecodeError):
+                ctype = response.headers.get("Content-Type", "")
+                if "html" in ctype.lower() or response.text.lstrip().lower().startswith(
+                    ("<!doctype", "<html")
+                ):
+                    # Some systems (1C among them) answer an auth problem with an HTML page and 200.
+                    raise CredentialError(
+                        f"{self.source} answered {response.url} with an HTML page instead of JSON: "
+                        f"usually a login page; check {self.credential_setting} and the base URL"
+                    ) from None
+                last_error = (
+                    f"body is not valid JSON ({len(response.content)} bytes, {ctype or 'no content type'})"
+                )
+                self.retries_used += 1
+                time.sleep(min(2.0, 0.1 * 2**attempt))
+        raise TransientSourceError(f"{self.source}: {response.url}: {last_error}")

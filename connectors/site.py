@@ -1,0 +1,208 @@
+"""The website's leads: its JSON API (cursor-paged), recorded API pages for offline use,
+CSV exports, and the HMAC signature of its webhook posts.
+
+The site API, as the site documents it:
+  GET {base}/api/v1/leads?since=<ISO 8601>&limit=<n>[&cursor=<opaque>]
+  Authorization: Bearer <token>
+  200 {"leads": [{id, name, phone, email, ..., submitted_at}, ...], "next_cursor": "..." | null}
+Leads come in ascending (submitted_at, id) order; `since` is inclusive.
+
+Webhook posts carry `X-Hub-Timestamp: <unix seconds>` and
+`X-Hub-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>." + raw body>`."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import hmac
+import io
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+from connectors.errors import PermanentSourceError
+from connectors.http import HttpClient
+
+LEADS_PATH = "api/v1/leads"
+SIGNATURE_HEADER = "X-Hub-Signature"
+TIMESTAMP_HEADER = "X-Hub-Timestamp"
+
+
+@dataclass
+class LeadsPage:
+    leads: list[Any]
+    next_cursor: str | None
+
+
+class LeadsSource(Protocol):
+    """Anything that yields the site's leads page by page (the API or a recording of it)."""
+
+    def pages(self, since: str | None, cursor: str | None = None) -> Iterator[LeadsPage]: ...
+
+
+class SiteLeadsApi:
+    def __init__(
+        self,
+        base_url: str,
+        api_token: str,
+        *,
+        page_size: int = 100,
+        timeout_s: float = 30.0,
+        verify_tls: bool = True,
+        **http_options: Any,
+    ) -> None:
+        self.page_size = page_size
+        self.http = HttpClient(
+            base_url,
+            source="site leads API",
+            credential_setting="HUB_SITE__API_TOKEN",
+            headers={"Authorization": f"Bearer {api_token}"},
+            timeout_s=timeout_s,
+            verify_tls=verify_tls,
+            **http_options,
+        )
+
+    def pages(self, since: str | None, cursor: str | None = None) -> Iterator[LeadsPage]:
+        seen_cursors: set[str] = set()
+        while True:
+            params: dict[str, Any] = {"limit": self.page_size}
+            if since:
+                params["since"] = since
+            if cursor:
+                params["cursor"] = cursor
+            body = self.http.get_json(LEADS_PATH, params)
+            page = parse_page(body)
+            yield page
+            if not page.next_cursor or page.next_cursor in seen_cursors:
+                return
+            seen_cursors.add(page.next_cursor)
+            cursor = page.next_cursor
+
+
+def parse_page(body: Any) -> LeadsPage:
+    if not isinstance(body, dict) or not isinstance(body.get("leads"), list):
+        raise PermanentSourceError(
+            "site leads API answered without a 'leads' list: the API is not the documented v1 leads API"
+        )
+    next_cursor = body.get("next_cursor")
+    return LeadsPage(body["leads"], str(next_cursor) if next_cursor else None)
+
+
+class SiteLeadsSnapshot:
+    """Recorded API pages (a JSON list of page bodies) replayed as if from the API; the
+    `since` filter is applied as the API would."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def pages(self, since: str | None, cursor: str | None = None) -> Iterator[LeadsPage]:
+        bodies = json.loads(self.path.read_text(encoding="utf-8"))
+        start = int(cursor) if cursor else 0
+        for index in range(start, len(bodies)):
+            page = parse_page(bodies[index])
+            if since:
+                page.leads = [
+                    r
+                    for r in page.leads
+                    if not isinstance(r, dict) or str(r.get("submitted_at", "")) >= since
+                ]
+            page.next_cursor = str(index + 1) if index + 1 < len(bodies) else None
+            yield page
+
+
+# CSV exports name columns in many ways; map the common ones onto the WebLead fields.
+CSV_COLUMN_ALIASES = {
+    "имя": "name",
+    "фио": "name",
+    "full_name": "name",
+    "imię i nazwisko": "name",
+    "телефон": "phone",
+    "tel": "phone",
+    "telefon": "phone",
+    "phone_number": "phone",
+    "e-mail": "email",
+    "почта": "email",
+    "mail": "email",
+    "компания": "company",
+    "firma": "company",
+    "сообщение": "message",
+    "comment": "message",
+    "комментарий": "message",
+    "форма": "form",
+    "page": "page_url",
+    "url": "page_url",
+    "страница": "page_url",
+    "date": "submitted_at",
+    "дата": "submitted_at",
+    "created_at": "submitted_at",
+    "created": "submitted_at",
+    "lead_id": "id",
+}
+
+
+def read_leads_csv(path: str | Path, start_row: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a leads CSV export as (row number, record), from `start_row` on. The delimiter
+    (comma or semicolon) is detected; a missing `id` is derived from the row's content so that
+    importing the same export twice writes nothing new."""
+    raw = Path(path).read_bytes()
+    text = _decode(raw)
+    sample = text[:4096]
+    delimiter = ";" if sample.count(";") > sample.count(",") else ","
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for row_number, row in enumerate(reader, start=1):
+        if row_number <= start_row:
+            continue
+        record: dict[str, Any] = {}
+        for column, value in row.items():
+            if column is None:  # more cells than headers
+                record["_extra_cells"] = value
+                continue
+            key = column.strip().lower()
+            record[CSV_COLUMN_ALIASES.get(key, key)] = value
+        if not record.get("id"):
+            content = json.dumps(sorted((k, v) for k, v in record.items() if k != "id"), ensure_ascii=False)
+            record["id"] = "sha1:" + hashlib.sha1(content.encode("utf-8")).hexdigest()
+        yield row_number, record
+
+
+def _decode(raw: bytes) -> str:
+    # Exports from Russian and Polish offices come in UTF-8, cp1251 or cp1250.
+    for encoding in ("utf-8-sig", "cp1251"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("utf-8", errors="replace")
+
+
+def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
+    mac = hmac.new(secret.encode("utf-8"), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+def verify_webhook(
+    secret: str,
+    timestamp_header: str | None,
+    signature_header: str | None,
+    body: bytes,
+    now: float,
+    replay_window_s: int,
+) -> str | None:
+    """None when the post is authentic and fresh, else the reason to refuse it."""
+    if not secret:
+        return "webhook secret is not configured (HUB_SITE__WEBHOOK_SECRET)"
+    if not signature_header or not timestamp_header:
+        return f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header"
+    try:
+        timestamp = int(timestamp_header)
+    except ValueError:
+        return f"{TIMESTAMP_HEADER} is not a unix time"
+    expected = sign_webhook(secret, timestamp, body)
+    # Constant-time comparison: the time taken says nothing about how much matched.
+    if not hmac.compare_digest(expected.encode(), signature_header.strip().encode()):
+        return "signature does not match the body"
+    if abs(now - timestamp) > replay_window_s:
+        return f"timestamp is outside the {replay_window_s}s replay window"
+    return None

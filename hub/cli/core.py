@@ -1,0 +1,106 @@
+"""Commands of the hub as a whole: the store's schema, the demo, the UI, the HTTP receiver."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+
+from hub.settings import PROJECT_DIR, load_settings
+
+
+def register(main: click.Group, inspect: click.Group) -> None:
+    main.add_command(db)
+    main.add_command(demo)
+    main.add_command(ui)
+    main.add_command(serve)
+
+
+@click.group()
+def db() -> None:
+    """Create or upgrade the store's schema (Alembic migrations)."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="heads", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Apply migrations up to the newest schema."""
+    from hub.store import migrate
+
+    url = load_settings().database_url
+    migrate.upgrade(url, revision)
+    click.echo(f"store is at {revision}: {_safe_url(url)}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+def db_downgrade(revision: str) -> None:
+    """Revert migrations down to REVISION."""
+    from hub.store import migrate
+
+    migrate.downgrade(load_settings().database_url, revision)
+
+
+@db.command("revision")
+@click.option("-m", "--message", required=True)
+@click.option("--branch-label", default=None, help="Start a new branch (a domain's own migrations).")
+def db_revision(message: str, branch_label: str | None) -> None:
+    """Autogenerate a migration from the models (for developers)."""
+    from hub.store import migrate
+
+    migrate.revision(load_settings().database_url, message, branch_label)
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.command()
+@click.option("--reset", is_flag=True, help="Delete the demo store first and start over.")
+def demo(reset: bool) -> None:
+    """Seed a local SQLite CRM, generate demo data for every source, run the whole graph once."""
+    from hub.demo.run import run_demo
+
+    ok = run_demo(reset=reset, echo=click.echo)
+    sys.exit(0 if ok else 1)
+
+
+@click.command()
+@click.option("--port", default=3000, show_default=True)
+@click.option("--host", default="127.0.0.1", show_default=True)
+def ui(port: int, host: str) -> None:
+    """Open the Dagster UI (webserver and daemon) on the demo data, with history kept in var/."""
+    from hub.demo.run import prepare_environment
+
+    prepare_environment()
+    os.chdir(PROJECT_DIR)
+    args = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", host, "-p", str(port)]
+    click.echo(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}  UI at http://{host}:{port}")
+    os.execvp(args[0], args)
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True)
+@click.option("--workers", default=1, show_default=True)
+def serve(host: str, port: int, workers: int) -> None:
+    """Run the HTTP receiver: the site's signed lead webhook (and the other inbound endpoints)."""
+    import uvicorn
+
+    from hub.server import create_app
+
+    settings = load_settings()
+    if not settings.site.webhook_secret:
+        raise click.UsageError("HUB_SITE__WEBHOOK_SECRET is not set: every post would be refused")
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+        access_log=False,
+        proxy_headers=True,
+    )

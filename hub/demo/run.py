@@ -1,0 +1,134 @@
+"""`hub demo`: set up the local SQLite CRM, seed it, generate every source's demo data,
+materialize the whole asset graph once and print what happened."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from hub.settings import PROJECT_DIR, load_settings
+from hub.store import migrate
+from hub.store.db import dispose_engines, session_scope
+from hub.store.models import Activity, Contact, Lead, QuarantineRecord, Task
+
+# Each source's demo generator writes its files and returns the settings that point at them.
+DemoGenerator = Callable[[Session, Path, date, str], dict[str, Any]]
+
+
+def demo_generators() -> list[DemoGenerator]:
+    from hub.demo.site import generate_site_demo
+
+    return [generate_site_demo]
+
+
+def demo_paths(project_dir: Path = PROJECT_DIR) -> dict[str, Path]:
+    var = project_dir / "var"
+    return {
+        "var": var,
+        "demo": var / "demo",
+        "config": var / "demo" / "hub.yaml",
+        "dagster_home": var / "dagster_home",
+    }
+
+
+def prepare_environment(project_dir: Path = PROJECT_DIR) -> dict[str, Path]:
+    """Point this process (and `hub ui`) at the demo: its config file and a persistent DAGSTER_HOME."""
+    paths = demo_paths(project_dir)
+    paths["dagster_home"].mkdir(parents=True, exist_ok=True)
+    instance_yaml = paths["dagster_home"] / "dagster.yaml"
+    if not instance_yaml.exists():
+        instance_yaml.write_text("telemetry:\n  enabled: false\n")
+    paths["demo"].mkdir(parents=True, exist_ok=True)
+    if not paths["config"].exists():
+        paths["config"].write_text("{}\n")
+    os.environ["DAGSTER_HOME"] = str(paths["dagster_home"])
+    os.environ["HUB_CONFIG"] = str(paths["config"])
+    return paths
+
+
+def set_up(
+    reset: bool = False, project_dir: Path = PROJECT_DIR, today: date | None = None
+) -> dict[str, Path]:
+    """Create and seed the store and write the demo sources; returns the demo paths."""
+    from hub.demo.seed import seed_crm
+
+    today = today or datetime.now(UTC).date()
+    paths = demo_paths(project_dir)
+    prepare_environment(project_dir)
+    settings = load_settings()
+    if reset and settings.database_url.startswith("sqlite:///"):
+        dispose_engines()
+        for suffix in ("", "-wal", "-shm"):
+            Path(settings.database_url.removeprefix("sqlite:///") + suffix).unlink(missing_ok=True)
+    migrate.upgrade(settings.database_url)
+    config: dict[str, Any] = {}
+    with session_scope(settings.database_url) as session:
+        seed_crm(session, today)
+    for generate in demo_generators():
+        with session_scope(settings.database_url) as session:
+            for section, values in generate(session, paths["demo"], today, settings.database_url).items():
+                config.setdefault(section, {}).update(values)
+    paths["config"].write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=True))
+    return paths
+
+
+def materialize_all() -> Any:
+    """Run the main job in this process, recorded in the persistent Dagster instance."""
+    from dagster import DagsterInstance
+
+    from assets.definitions import defs
+
+    job = defs.resolve_job_def("hub_main_job")
+    with DagsterInstance.get() as instance:
+        return job.execute_in_process(instance=instance, raise_on_error=False)
+
+
+def summary(database_url: str) -> list[tuple[str, int]]:
+    with session_scope(database_url) as session:
+
+        def count(query: Any) -> int:
+            return int(session.scalar(query) or 0)
+
+        return [
+            ("leads in the CRM", count(select(func.count()).select_from(Lead))),
+            ("  assigned to a rep", count(select(func.count()).where(Lead.assigned_rep_id.is_not(None)))),
+            (
+                "  sticky to their owner",
+                count(select(func.count()).where(Lead.routing_reason.like("returning%"))),
+            ),
+            ("  duplicates of an open lead", count(select(func.count()).where(Lead.status == "duplicate"))),
+            (
+                "contacts",
+                count(select(func.count()).select_from(Contact).where(Contact.merged_into_id.is_(None))),
+            ),
+            ("activities", count(select(func.count()).select_from(Activity))),
+            ("open tasks", count(select(func.count()).select_from(Task).where(Task.done.is_(False)))),
+            ("records in quarantine", count(select(func.count()).select_from(QuarantineRecord))),
+        ]
+
+
+def run_demo(reset: bool = False, echo: Callable[[str], None] = print) -> bool:
+    paths = prepare_environment()
+    echo(f"Store: {load_settings().database_url}")
+    set_up(reset=reset)
+    echo(f"Demo sources written to {paths['demo']}; running the whole asset graph...")
+    result = materialize_all()
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            echo(f"  FAILED: {event.step_key}: {event.event_specific_data.error.message.strip()}")
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        numbers = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float))}
+        echo(f"  {mat.asset_key.to_user_string():<24} {numbers}")
+    echo("Store after the run:")
+    for label, value in summary(load_settings().database_url):
+        echo(f"  {label:<32} {value}")
+    echo(f"Runs are kept in {paths['dagster_home']}; open the UI on the same data with: hub ui")
+    return bool(result.success)

@@ -1,0 +1,51 @@
+"""What one ingest run did, for the asset's metadata and the CLI summary."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class IngestStats:
+    rows_in: int = 0
+    written: int = 0
+    unchanged: int = 0
+    quarantined: int = 0
+    quarantine_reasons: Counter[str] = field(default_factory=Counter)
+    preview: list[dict[str, Any]] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    PREVIEW_ROWS = 10
+
+    def add_preview(self, row: dict[str, Any]) -> None:
+        if len(self.preview) < self.PREVIEW_ROWS:
+            self.preview.append(row)
+
+    def note_quarantined(self, reason: str) -> None:
+        self.quarantined += 1
+        # Group reasons by their first clause so the metadata stays short.
+        self.quarantine_reasons[reason.split(":")[0][:80]] += 1
+
+    def merge(self, other: IngestStats) -> IngestStats:
+        self.rows_in += other.rows_in
+        self.written += other.written
+        self.unchanged += other.unchanged
+        self.quarantined += other.quarantined
+        self.quarantine_reasons.update(other.quarantine_reasons)
+        for row in other.preview:
+            self.add_preview(row)
+        for key, value in other.extra.items():
+            self.extra[key] = self.extra.get(key, 0) + value if isinstance(value, int) else value
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows_in": self.rows_in,
+            "written": self.written,
+            "unchanged": self.unchanged,
+            "quarantined": self.quarantined,
+            "quarantine_reasons": dict(self.quarantine_reasons),
+            **self.extra,
+        }

@@ -1,0 +1,420 @@
+"""SQLAlchemy 2 models of the store: the CRM tables (`crm_*`) the hub reads and writes
+back to, and the hub's own bookkeeping tables (`hub_*`). Alembic migrations create them."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from hub.timeutil import utcnow
+
+# Stable constraint names so that Alembic migrations (and SQLite batch mode) can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+Money = Numeric(18, 2)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def _created() -> Mapped[datetime]:
+    return mapped_column(DateTime(timezone=True), default=utcnow, nullable=False)
+
+
+# ---------------------------------------------------------------- CRM store
+
+
+class Rep(Base):
+    """A sales rep: who can receive leads, how many, when and of which kind."""
+
+    __tablename__ = "crm_reps"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str | None] = mapped_column(String(320))
+    phone_e164: Mapped[str | None] = mapped_column(String(32))
+    extension: Mapped[str | None] = mapped_column(String(32), index=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    capacity: Mapped[int] = mapped_column(Integer, default=20)
+    skills: Mapped[list[Any]] = mapped_column(default=list)
+    regions: Mapped[list[Any]] = mapped_column(default=list)
+    languages: Mapped[list[Any]] = mapped_column(default=list)
+    timezone: Mapped[str] = mapped_column(String(64), default="Europe/Moscow")
+    # Working hours in the rep's own time zone, "HH:MM"; work_days are ISO weekdays 1..7.
+    shift_start: Mapped[str] = mapped_column(String(5), default="09:00")
+    shift_end: Mapped[str] = mapped_column(String(5), default="18:00")
+    work_days: Mapped[list[Any]] = mapped_column(default=lambda: [1, 2, 3, 4, 5])
+    quiet_start: Mapped[str | None] = mapped_column(String(5))
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    chat_id: Mapped[str | None] = mapped_column(String(100))
+    # When the rep last received a routed lead: ties on load go to who waited longest.
+    last_assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class Contact(Base):
+    """A person (or company contact) in the CRM; merged duplicates point to the survivor."""
+
+    __tablename__ = "crm_contacts"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50), default="crm")
+    source_ref: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(300))
+    name_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    company: Mapped[str | None] = mapped_column(String(300))
+    company_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    phone_e164: Mapped[str | None] = mapped_column(String(32), index=True)
+    phone_ext: Mapped[str | None] = mapped_column(String(16))
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    tax_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    city: Mapped[str | None] = mapped_column(String(120))
+    region: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(16))
+    owner_rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
+    owner_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class ContactIdentifier(Base):
+    """Index of every strong key a contact is known by (all its phones, emails, tax ids),
+    so a new batch is matched without re-scanning the contacts."""
+
+    __tablename__ = "crm_contact_identifiers"
+    __table_args__ = (
+        UniqueConstraint("kind", "value", "contact_id"),
+        Index("ix_crm_contact_identifiers_lookup", "kind", "value"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # phone | email | tax_id
+    value: Mapped[str] = mapped_column(String(320))
+    seen_at: Mapped[datetime] = _created()
+
+
+class Lead(Base):
+    """An inbound request from any channel, deduplicated and routed to a rep."""
+
+    __tablename__ = "crm_leads"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))  # site_api | site_webhook | site_csv | phone ...
+    source_ref: Mapped[str] = mapped_column(String(200))
+    channel: Mapped[str | None] = mapped_column(String(100))
+    name: Mapped[str | None] = mapped_column(String(300))
+    phone_raw: Mapped[str | None] = mapped_column(String(64))
+    phone_e164: Mapped[str | None] = mapped_column(String(32), index=True)
+    email: Mapped[str | None] = mapped_column(String(320), index=True)
+    company: Mapped[str | None] = mapped_column(String(300))
+    message: Mapped[str | None] = mapped_column(Text)
+    form: Mapped[str | None] = mapped_column(String(200))
+    page_url: Mapped[str | None] = mapped_column(Text)
+    referrer: Mapped[str | None] = mapped_column(Text)
+    utm_source: Mapped[str | None] = mapped_column(String(200))
+    utm_medium: Mapped[str | None] = mapped_column(String(200))
+    utm_campaign: Mapped[str | None] = mapped_column(String(200))
+    utm_term: Mapped[str | None] = mapped_column(String(200))
+    utm_content: Mapped[str | None] = mapped_column(String(200))
+    gclid: Mapped[str | None] = mapped_column(String(300))
+    yclid: Mapped[str | None] = mapped_column(String(300))
+    region: Mapped[str | None] = mapped_column(String(64))
+    language: Mapped[str | None] = mapped_column(String(16))
+    skill: Mapped[str | None] = mapped_column(String(64))
+    submitted_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="new", index=True)  # new|open|converted|closed
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    resolution_reason: Mapped[str | None] = mapped_column(String(300))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("crm_leads.id"), index=True)
+    assigned_rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    routing_reason: Mapped[str | None] = mapped_column(String(300))
+    # Set when a person assigned the lead in the CRM: routing never overwrites it.
+    assignment_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = _created()
+
+
+class Deal(Base):
+    __tablename__ = "crm_deals"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50), default="crm")
+    source_ref: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str | None] = mapped_column(String(300))
+    pipeline: Mapped[str] = mapped_column(String(100), default="sales")
+    stage: Mapped[str] = mapped_column(String(100))
+    stage_changed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(10), default="open", index=True)  # open|won|lost
+    amount: Mapped[Decimal | None] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("crm_leads.id"), index=True)
+    opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class DealStageChange(Base):
+    """Each time a deal entered a stage: the funnel is computed from this history."""
+
+    __tablename__ = "crm_deal_stage_history"
+    __table_args__ = (UniqueConstraint("deal_id", "stage", "entered_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deal_id: Mapped[int] = mapped_column(ForeignKey("crm_deals.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(100))
+    entered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Activity(Base):
+    """The client's timeline: calls, emails sent, emails opened, notes."""
+
+    __tablename__ = "crm_activities"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(20), index=True)  # call | email_sent | email_opened | note
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("crm_deals.id"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("crm_leads.id"), index=True)
+    direction: Mapped[str | None] = mapped_column(String(10))  # inbound | outbound
+    from_addr: Mapped[str | None] = mapped_column(String(320))
+    to_addr: Mapped[str | None] = mapped_column(String(320))
+    duration_s: Mapped[int | None] = mapped_column(Integer)
+    talk_s: Mapped[int | None] = mapped_column(Integer)
+    disposition: Mapped[str | None] = mapped_column(String(20))  # answered | missed | busy | failed
+    recording_url: Mapped[str | None] = mapped_column(Text)
+    subject: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(500), index=True)
+    channel: Mapped[str | None] = mapped_column(String(100))
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+
+
+class Task(Base):
+    __tablename__ = "crm_tasks"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str] = mapped_column(String(30))  # call_back | call_now | follow_up ...
+    title: Mapped[str] = mapped_column(String(500))
+    rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("crm_deals.id"), index=True)
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("crm_leads.id"), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    done: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class Invoice(Base):
+    __tablename__ = "crm_invoices"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(200))
+    number: Mapped[str] = mapped_column(String(64), index=True)
+    issued_on: Mapped[date] = mapped_column(Date)
+    due_on: Mapped[date] = mapped_column(Date, index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    counterparty_tax_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    counterparty_name: Mapped[str | None] = mapped_column(String(300))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    deal_id: Mapped[int | None] = mapped_column(ForeignKey("crm_deals.id"), index=True)
+    status: Mapped[str] = mapped_column(String(20), default="open")  # open|partially_paid|paid|overdue
+    created_at: Mapped[datetime] = _created()
+
+
+class Payment(Base):
+    __tablename__ = "crm_payments"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(200))
+    paid_on: Mapped[date] = mapped_column(Date, index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)  # negative for a refund
+    currency: Mapped[str] = mapped_column(String(3), default="RUB")
+    payer_tax_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    payer_name: Mapped[str | None] = mapped_column(String(300))
+    payer_account: Mapped[str | None] = mapped_column(String(34))
+    purpose: Mapped[str | None] = mapped_column(Text)
+    # Invoices the accounting system itself links the payment to (1C's РасшифровкаПлатежа).
+    linked_invoice_refs: Mapped[list[Any]] = mapped_column(default=list)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class PaymentAllocation(Base):
+    __tablename__ = "crm_payment_allocations"
+    __table_args__ = (UniqueConstraint("payment_id", "invoice_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("crm_payments.id"), index=True)
+    invoice_id: Mapped[int | None] = mapped_column(ForeignKey("crm_invoices.id"), index=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    method: Mapped[str] = mapped_column(
+        String(30)
+    )  # explicit_link | purpose_number | tax_id_amount | fifo | credit
+    confidence: Mapped[float] = mapped_column(default=1.0)
+    detail: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+
+
+class Receivable(Base):
+    """What is still owed on an invoice as of a date."""
+
+    __tablename__ = "crm_receivables"
+    __table_args__ = (UniqueConstraint("invoice_id", "as_of"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    invoice_id: Mapped[int] = mapped_column(ForeignKey("crm_invoices.id"), index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    as_of: Mapped[date] = mapped_column(Date, index=True)
+    invoiced: Mapped[Decimal] = mapped_column(Money)
+    allocated: Mapped[Decimal] = mapped_column(Money)
+    outstanding: Mapped[Decimal] = mapped_column(Money)
+    days_overdue: Mapped[int] = mapped_column(Integer)
+    aging_bucket: Mapped[str] = mapped_column(String(10))  # current | 1-30 | 31-60 | 61-90 | 90+
+
+
+class LeadAttribution(Base):
+    """Weight of each channel in a lead's or won deal's conversion, per model."""
+
+    __tablename__ = "crm_lead_attribution"
+    __table_args__ = (UniqueConstraint("conversion_kind", "conversion_id", "model", "channel", "campaign"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    conversion_kind: Mapped[str] = mapped_column(String(10))  # lead | deal
+    conversion_id: Mapped[int] = mapped_column(Integer, index=True)
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    model: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    weight: Mapped[float] = mapped_column()
+    revenue: Mapped[Decimal | None] = mapped_column(Money)
+    computed_at: Mapped[datetime] = _created()
+
+
+# ---------------------------------------------------------------- hub's own tables
+
+
+class SyncState(Base):
+    """A source's cursor, written in the same transaction as the rows it covers."""
+
+    __tablename__ = "hub_sync_state"
+    source: Mapped[str] = mapped_column(String(100), primary_key=True)
+    cursor: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class QuarantineRecord(Base):
+    """Input that failed validation: kept with its raw form and a readable reason."""
+
+    __tablename__ = "hub_quarantine"
+    __table_args__ = (UniqueConstraint("source", "fingerprint"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source: Mapped[str] = mapped_column(String(100), index=True)
+    source_ref: Mapped[str | None] = mapped_column(String(300))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    raw: Mapped[str] = mapped_column(Text)
+    error: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = _created()
+    resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AlertOutbox(Base):
+    """Alerts to deliver exactly once; written in the transaction that caused them."""
+
+    __tablename__ = "hub_alert_outbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    idempotency_key: Mapped[str] = mapped_column(String(300), unique=True)
+    kind: Mapped[str] = mapped_column(String(30))  # email_opened | ops_run_failed ...
+    channel: Mapped[str] = mapped_column(String(20))  # smtp | telegram | slack
+    recipient: Mapped[str] = mapped_column(String(320))
+    subject: Mapped[str] = mapped_column(String(500))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(
+        String(20), default="pending", index=True
+    )  # pending|sending|sent|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class WebhookInbox(Base):
+    """Raw posts accepted by the webhook receiver, stored before it answers 2xx."""
+
+    __tablename__ = "hub_webhook_inbox"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(100), index=True)
+    # sha256 of the signature header: a replayed post is stored once.
+    dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[datetime] = _created()
+    processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class MergeLog(Base):
+    """Who was merged into whom and on what evidence; the snapshot makes unmerge possible."""
+
+    __tablename__ = "hub_merge_log"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    survivor_id: Mapped[int] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    merged_id: Mapped[int] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    reason: Mapped[str] = mapped_column(String(500))
+    snapshot: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    merged_at: Mapped[datetime] = _created()
+    undone_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class TrackingNumber(Base):
+    """One phone number per ad channel: a call to it carries the channel onto the lead."""
+
+    __tablename__ = "hub_tracking_numbers"
+    number_e164: Mapped[str] = mapped_column(String(32), primary_key=True)
+    channel: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str | None] = mapped_column(String(200))
+
+
+class AdCost(Base):
+    __tablename__ = "hub_ad_costs"
+    __table_args__ = (UniqueConstraint("day", "channel", "campaign"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    day: Mapped[date] = mapped_column(Date)
+    channel: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    cost: Mapped[Decimal] = mapped_column(Money)

@@ -1,0 +1,53 @@
+"""Quarantine: every record that fails validation is kept with its raw form and a reason."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from hub.store.models import QuarantineRecord
+from hub.store.upsert import upsert
+from hub.timeutil import utcnow
+
+# Keep the store bounded against hostile input: a huge record is kept truncated.
+MAX_RAW_CHARS = 100_000
+
+
+def raw_text(raw: Any) -> str:
+    if isinstance(raw, bytes):
+        return raw.decode("utf-8", errors="replace")
+    if isinstance(raw, str):
+        return raw
+    return json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def describe_error(error: Exception | str) -> str:
+    """A one-line reason a person can act on; pydantic errors name each field."""
+    if isinstance(error, ValidationError):
+        parts = []
+        for err in error.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "record"
+            parts.append(f"{field}: {err['msg']}")
+        return "; ".join(parts)
+    return str(error)
+
+
+def quarantine(
+    session: Session, source: str, raw: Any, error: Exception | str, source_ref: str | None = None
+) -> None:
+    """Stage a quarantine row; the same raw input from the same source is kept once."""
+    text = raw_text(raw)
+    fingerprint = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
+    row = {
+        "source": source,
+        "source_ref": source_ref,
+        "fingerprint": fingerprint,
+        "raw": text[:MAX_RAW_CHARS],
+        "error": describe_error(error)[:10_000],
+        "created_at": utcnow(),
+    }
+    upsert(session, QuarantineRecord, [row], key=["source", "fingerprint"], update=["error"])
