@@ -15,6 +15,8 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from hub.channels import ChannelRules
+
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -47,6 +49,38 @@ class RoutingSettings(BaseModel):
     require_shift: bool = True
 
 
+class AnalyticsSettings(BaseModel):
+    """Attribution, channel report, funnel and plan (hub/attribution, hub/funnel)."""
+
+    channels: ChannelRules = ChannelRules()
+    lookback_days: int = Field(
+        90, gt=0, description="Touches older than this before a conversion are ignored"
+    )
+    half_life_days: float = Field(
+        7.0, gt=0, description="Time-decay model: a touch this much older weighs half"
+    )
+    report_model: str = Field(
+        "last_non_direct",
+        description="Attribution model the channel report splits leads, deals and revenue by",
+    )
+    report_days: int = Field(
+        30, gt=0, description="Channel and funnel reports cover this many days up to today"
+    )
+    # Stage order per pipeline; a pipeline not listed is ordered by where its stages usually occur.
+    pipelines: dict[str, list[str]] = Field(
+        default_factory=lambda: {"sales": ["new", "qualified", "proposal", "negotiation", "invoice"]}
+    )
+    stage_norm_days: dict[str, float] = Field(
+        default_factory=lambda: {"new": 2, "qualified": 5, "proposal": 7, "negotiation": 10, "invoice": 10},
+        description="A deal in a stage longer than this is stuck; stages not listed use default_stage_norm_days",
+    )
+    default_stage_norm_days: float = Field(14.0, gt=0)
+    plan_fact_days: int = Field(
+        90, gt=0, description="The plan uses conversions and checks of this many days"
+    )
+    working_days_per_month: float = Field(21.0, gt=0)
+
+
 class HubSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -59,6 +93,7 @@ class HubSettings(BaseSettings):
     dagster_ui_url: str = "http://127.0.0.1:3000"
     site: SiteSettings = SiteSettings()
     routing: RoutingSettings = RoutingSettings()
+    analytics: AnalyticsSettings = AnalyticsSettings()
 
     @field_validator("default_region")
     @classmethod

@@ -418,3 +418,91 @@ class AdCost(Base):
     channel: Mapped[str] = mapped_column(String(100))
     campaign: Mapped[str] = mapped_column(String(200), default="")
     cost: Mapped[Decimal] = mapped_column(Money)
+
+
+# ---------------------------------------------------------------- analytics (hub/attribution, hub/funnel)
+
+
+class Touch(Base):
+    """One contact's interaction with a channel (web visit/form, call, email) before a conversion."""
+
+    __tablename__ = "hub_touches"
+    __table_args__ = (
+        UniqueConstraint("source_system", "source_ref"),
+        Index("ix_hub_touches_contact_time", "contact_id", "occurred_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))  # the table the touch was read from
+    source_ref: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(20))  # web | call | email
+    contact_id: Mapped[int] = mapped_column(ForeignKey("crm_contacts.id"))
+    occurred_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    channel: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    lead_id: Mapped[int | None] = mapped_column(ForeignKey("crm_leads.id"))
+
+
+class ChannelReport(Base):
+    """Leads, deals, paid revenue and ad cost per channel and campaign for a period, by one model."""
+
+    __tablename__ = "hub_channel_report"
+    __table_args__ = (UniqueConstraint("period_start", "period_end", "model", "channel", "campaign"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)  # inclusive
+    model: Mapped[str] = mapped_column(String(30))
+    channel: Mapped[str] = mapped_column(String(100))
+    campaign: Mapped[str] = mapped_column(String(200), default="")
+    # Fractional: a lead shared by two channels counts half in each.
+    leads: Mapped[float] = mapped_column()
+    deals: Mapped[float] = mapped_column()
+    won: Mapped[float] = mapped_column()
+    revenue: Mapped[Decimal] = mapped_column(Money)
+    cost: Mapped[Decimal | None] = mapped_column(Money)
+    lead_to_deal: Mapped[float | None] = mapped_column()
+    deal_to_won: Mapped[float | None] = mapped_column()
+    lead_to_won: Mapped[float | None] = mapped_column()
+    average_check: Mapped[Decimal | None] = mapped_column(Money)
+    cost_per_lead: Mapped[Decimal | None] = mapped_column(Money)
+    cost_per_sale: Mapped[Decimal | None] = mapped_column(Money)
+    roi: Mapped[float | None] = mapped_column()
+    cost_share: Mapped[float | None] = mapped_column()
+    computed_at: Mapped[datetime] = _created()
+
+
+class FunnelStageReport(Base):
+    """Deals entering a stage in a period, how many went further, and the median time spent in it."""
+
+    __tablename__ = "hub_funnel_report"
+    __table_args__ = (UniqueConstraint("period_start", "period_end", "pipeline", "rep_id", "stage"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    pipeline: Mapped[str] = mapped_column(String(100))
+    rep_id: Mapped[int] = mapped_column(Integer)  # 0: all reps together
+    stage: Mapped[str] = mapped_column(String(100))
+    stage_order: Mapped[int] = mapped_column(Integer)
+    entered: Mapped[int] = mapped_column(Integer)
+    advanced: Mapped[int] = mapped_column(Integer)
+    conversion: Mapped[float | None] = mapped_column()
+    median_days_in_stage: Mapped[float | None] = mapped_column()
+    computed_at: Mapped[datetime] = _created()
+
+
+class FunnelSummary(Base):
+    """Per pipeline and rep for a period: deals opened and closed, win rate, cycle from lead to paid."""
+
+    __tablename__ = "hub_funnel_summary"
+    __table_args__ = (UniqueConstraint("period_start", "period_end", "pipeline", "rep_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_start: Mapped[date] = mapped_column(Date)
+    period_end: Mapped[date] = mapped_column(Date)
+    pipeline: Mapped[str] = mapped_column(String(100))
+    rep_id: Mapped[int] = mapped_column(Integer)  # 0: all reps together
+    opened: Mapped[int] = mapped_column(Integer)
+    won: Mapped[int] = mapped_column(Integer)
+    lost: Mapped[int] = mapped_column(Integer)
+    win_rate: Mapped[float | None] = mapped_column()
+    paid: Mapped[int] = mapped_column(Integer)
+    median_cycle_days: Mapped[float | None] = mapped_column()
+    computed_at: Mapped[datetime] = _created()
