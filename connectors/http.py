@@ -14,7 +14,12 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from connectors.errors import CredentialError, PermanentSourceError, TransientSourceError
+from connectors.errors import (
+    CredentialError,
+    IncompleteBodyError,
+    PermanentSourceError,
+    TransientSourceError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,8 @@ class HttpClient:
         self.retries_used = 0
         self.requests_made = 0
         self.body_retries = body_retries
+        self.backoff_factor = backoff_factor
+        self.backoff_max_s = backoff_max_s
         if not verify_tls:
             warnings.warn(f"TLS verification is off for {source}: enable it in production", stacklevel=2)
             log.warning("TLS verification is disabled for source %s", source)
@@ -95,16 +102,31 @@ class HttpClient:
         return urljoin(self.base_url, path_or_url.lstrip("/")) if "://" not in path_or_url else path_or_url
 
     def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> requests.Response:
+        return self.request("GET", path_or_url, params=params)
+
+    def post_json(self, path_or_url: str, payload: Any) -> requests.Response:
+        """POST a JSON body (webhooks, chat APIs). POST is not retried here, as it may not be
+        idempotent: the caller (e.g. an outbox) decides whether to send again."""
+        return self.request("POST", path_or_url, json=payload)
+
+    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+        """One request with the shared error mapping: 401/403 name the credential setting,
+        404 and other 4xx are permanent, 429/5xx and network failures transient."""
         url = self.url(path_or_url)
         self.requests_made += 1
         try:
-            response = self.session.get(url, params=params, timeout=self.timeout_s)
+            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
         except requests.exceptions.RetryError as exc:
             raise TransientSourceError(
                 f"{self.source}: gave up on {url} after {self.retries_used} retries: {exc}"
             ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise TransientSourceError(f"{self.source}: cannot reach {url}: {type(exc).__name__}") from None
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as exc:
+            # The connection broke while the body was read (after urllib3's retries had ended).
+            raise IncompleteBodyError(
+                f"{self.source}: the body from {url} was cut off in transfer: {type(exc).__name__}"
+            ) from None
         if response.status_code in (401, 403):
             raise CredentialError(
                 f"{self.source} refused the credentials (HTTP {response.status_code} at {url}): "
@@ -128,8 +150,16 @@ class HttpClient:
         """GET and decode JSON; a truncated or non-JSON body is fetched again a few times
         (proxies cut bodies), then reported with what came instead."""
         last_error = ""
+        url = self.url(path_or_url)
         for attempt in range(self.body_retries + 1):
-            response = self.get(path_or_url, params)
+            if attempt:
+                self.retries_used += 1
+                time.sleep(min(self.backoff_max_s, self.backoff_factor * 2**attempt))
+            try:
+                response = self.get(path_or_url, params)
+            except IncompleteBodyError as exc:
+                last_error = str(exc)
+                continue
             try:
                 return response.json()
             except (json.JSONDecodeError, requests.exceptions.JSONDecodeError, UnicodeDecodeError):
@@ -145,6 +175,6 @@ class HttpClient:
                 last_error = (
                     f"body is not valid JSON ({len(response.content)} bytes, {ctype or 'no content type'})"
                 )
-                self.retries_used += 1
-                time.sleep(min(2.0, 0.1 * 2**attempt))
-        raise TransientSourceError(f"{self.source}: {response.url}: {last_error}")
+        raise TransientSourceError(
+            f"{self.source}: {url}: {last_error} (after {self.body_retries} retries of the body)"
+        )
