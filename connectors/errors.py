@@ -17,3 +17,7 @@ class CredentialError(PermanentSourceError):
 
 class TransientSourceError(ConnectorError):
     """The source failed in a way that a later retry may fix (5xx, timeouts after retries)."""
+
+
+class IncompleteBodyError(TransientSourceError):
+    """The connection broke while the answer's body was read: fetching it again may succeed."""
