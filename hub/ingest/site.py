@@ -57,6 +57,10 @@ def sync_site_api(database_url: str, source: LeadsSource, default_region: str) -
                 state = {"since": max_seen}
             save_cursor(session, API_SOURCE, state)
     stats.extra["pages"] = pages
+    http = getattr(source, "http", None)
+    if http is not None:
+        # The retry budget this sync spent (throttling, 5xx, timeouts, cut bodies): shown per run.
+        stats.extra["http_retries"] = http.retries_used
     return stats
 
 
