@@ -1,0 +1,231 @@
+"""Clustering of a whole contact list in memory (`hub dedupe`, the benchmark): blocking keeps
+the candidate pairs near-linear, links are accepted best first, and a cluster-level check stops
+false links from chaining different people together."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from hub.identity.match import (
+    NAME_INDEPENDENT,
+    Link,
+    MatchRecord,
+    MatchThresholds,
+    compare,
+    name_score,
+    names_conflict,
+)
+from hub.identity.normalize import NameParts
+
+# A cluster remembers this many distinct names for its conflict check; more adds cost, not safety.
+_CLUSTER_NAMES = 6
+
+
+@dataclass
+class DedupeResult:
+    cluster_of: list[int]  # per record: the index of its cluster's first record
+    reason_of: list[str]  # per record: which record it was linked to and why ("" for the first)
+    links_accepted: int = 0
+    links_refused_by_cluster_check: int = 0
+    shared_keys: int = 0
+    pairs_compared: int = 0
+    blocks_skipped: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def clusters(self) -> int:
+        return len(set(self.cluster_of))
+
+
+def shared_keys(records: list[MatchRecord], thresholds: MatchThresholds) -> set[str]:
+    """Phones and emails used under names that cannot be one person (a company switchboard,
+    a family's home phone, info@): such a key links nobody on its own."""
+    people: dict[str, list[NameParts]] = defaultdict(list)
+    shared: set[str] = set()
+    for record in records:
+        if not record.name.tokens:
+            continue
+        for key in (record.phone, record.email):
+            if key is None or key in shared:
+                continue
+            known = people[key]
+            if all(
+                (score := name_score(record.name, other)) is not None and score < thresholds.name_compatible
+                for other in known
+            ):
+                known.append(record.name)
+                if len(known) >= thresholds.shared_key_names:
+                    shared.add(key)
+    return shared
+
+
+def blocking_keys(record: MatchRecord) -> Iterable[tuple[str, str]]:
+    """Keys under which candidate duplicates meet; two records are compared only if they share one."""
+    if record.phone:
+        yield "phone", record.phone
+    if record.email:
+        yield "email", record.email
+        local = record.email.partition("@")[0]
+        if len(local) >= 5 and not record.email_role:
+            yield "mailbox", local
+    if record.tax and record.tax.identifies_person:
+        yield "tax", record.tax.value
+    if record.ident:
+        yield "ident", record.ident
+    extra = record.extra
+    if len(extra) >= 2 and extra[0] and extra[1]:
+        yield "fields", f"{extra[0]}|{extra[1]}"
+    if len(extra) >= 3 and extra[0] and extra[2]:
+        yield "fields2", f"{extra[0]}|{extra[2]}"
+    tokens = record.name.tokens
+    if len(tokens) >= 2:
+        yield "name", record.name.key
+        # One word exact and the rest by its first letters: a typo in the other word still meets.
+        for index, token in enumerate(tokens):
+            if len(token) >= 3:
+                rest = "".join(t[:2] for i, t in enumerate(tokens) if i != index)
+                yield "word", f"{token}|{rest}"
+    elif tokens and record.company:
+        yield "surname-company", f"{tokens[0]}|{record.company}"
+
+
+def _sub_blocks(members: list[int], records: list[MatchRecord]) -> Iterable[list[int]]:
+    """An oversized name block (a common name) split by company and by city."""
+    by_company: dict[str, list[int]] = defaultdict(list)
+    by_city: dict[str, list[int]] = defaultdict(list)
+    for index in members:
+        record = records[index]
+        if record.company:
+            by_company[record.company].append(index)
+        if record.city:
+            by_city[record.city].append(index)
+    yield from by_company.values()
+    yield from by_city.values()
+
+
+def candidate_pairs(
+    records: list[MatchRecord], thresholds: MatchThresholds, result: DedupeResult
+) -> set[int]:
+    """Pairs (encoded i * n + j, i < j) that share a blocking key in a block of bounded size."""
+    blocks: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for index, record in enumerate(records):
+        for key in blocking_keys(record):
+            blocks[key].append(index)
+    n = len(records)
+    pairs: set[int] = set()
+    limit = thresholds.max_block
+    for (kind, _), members in blocks.items():
+        if len(members) < 2:
+            continue
+        groups: Iterable[list[int]] = [members]
+        if len(members) > limit:
+            if kind not in ("name", "word", "fields", "fields2"):
+                result.blocks_skipped += 1  # a key shared by that many records proves nothing
+                continue
+            groups = _sub_blocks(members, records)
+        for group in groups:
+            if len(group) < 2:
+                continue
+            if len(group) > limit:
+                result.blocks_skipped += 1
+                continue
+            for pos, i in enumerate(group):
+                base = i * n
+                for j in group[pos + 1 :]:
+                    pairs.add(base + j if i < j else j * n + i)
+    return pairs
+
+
+class _Clusters:
+    """Union-find that keeps each cluster's names and personal tax ids for the conflict check."""
+
+    def __init__(self, records: list[MatchRecord]) -> None:
+        self.parent = list(range(len(records)))
+        self.names: dict[int, list[NameParts]] = {}
+        self.taxes: dict[int, set[str]] = {}
+        self.records = records
+
+    def find(self, i: int) -> int:
+        parent = self.parent
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    def _names(self, root: int) -> list[NameParts]:
+        if root not in self.names:
+            name = self.records[root].name
+            self.names[root] = [name] if name.tokens else []
+        return self.names[root]
+
+    def _taxes(self, root: int) -> set[str]:
+        if root not in self.taxes:
+            tax = self.records[root].tax
+            self.taxes[root] = {tax.value} if tax and tax.identifies_person else set()
+        return self.taxes[root]
+
+    def union(self, i: int, j: int, thresholds: MatchThresholds, check_names: bool = True) -> bool | None:
+        """Join the clusters of i and j; None if already one, False if refused."""
+        a, b = self.find(i), self.find(j)
+        if a == b:
+            return None
+        names_a, names_b = self._names(a), self._names(b)
+        taxes_a, taxes_b = self._taxes(a), self._taxes(b)
+        if taxes_a and taxes_b and not (taxes_a & taxes_b):
+            return False
+        if check_names and names_conflict(names_a, names_b, thresholds):
+            return False
+        if a > b:
+            a, b = b, a
+            names_a, names_b = names_b, names_a
+            taxes_a, taxes_b = taxes_b, taxes_a
+        self.parent[b] = a
+        keys = {n.key for n in names_a}
+        for name in names_b:
+            if name.key not in keys and len(names_a) < _CLUSTER_NAMES:
+                names_a.append(name)
+                keys.add(name.key)
+        taxes_a |= taxes_b
+        self.names.pop(b, None)
+        self.taxes.pop(b, None)
+        return True
+
+
+def cluster_records(records: list[MatchRecord], thresholds: MatchThresholds | None = None) -> DedupeResult:
+    """Cluster records that are one person; each record gets its cluster and the reason it joined."""
+    thresholds = thresholds or MatchThresholds()
+    n = len(records)
+    result = DedupeResult(cluster_of=list(range(n)), reason_of=[""] * n)
+    shared = shared_keys(records, thresholds)
+    result.shared_keys = len(shared)
+    pairs = candidate_pairs(records, thresholds, result)
+    result.pairs_compared = len(pairs)
+    links: list[tuple[float, int, int, Link]] = []
+    for code in pairs:
+        i, j = divmod(code, n)
+        link = compare(records[i], records[j], thresholds, shared)
+        if link is not None:
+            links.append((-link.score, i, j, link))
+    del pairs
+    links.sort(key=lambda item: (item[0], item[1], item[2]))
+    clusters = _Clusters(records)
+    for _, i, j, link in links:
+        joined = clusters.union(i, j, thresholds, check_names=NAME_INDEPENDENT not in link.evidence)
+        if joined is None:
+            continue
+        if joined is False:
+            result.links_refused_by_cluster_check += 1
+            continue
+        result.links_accepted += 1
+        kind = link.reason.split(" (")[0]
+        result.reasons[kind] = result.reasons.get(kind, 0) + 1
+        for member, other in ((j, i), (i, j)):
+            if not result.reason_of[member]:
+                result.reason_of[member] = f"{records[other].ref}: {link.reason}"
+    result.cluster_of = [clusters.find(i) for i in range(n)]
+    for i in range(n):
+        if result.cluster_of[i] == i:
+            result.reason_of[i] = ""  # the cluster's first record is what the others link to
+    return result

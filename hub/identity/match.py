@@ -1,0 +1,216 @@
+"""Pairwise matching of contact records: deterministic on strong keys with guards against shared
+phones and role mailboxes, then fuzzy on names with corroboration. Shared by the store's
+incremental resolution (resolve.py) and the file deduplicator (dedupe.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rapidfuzz import fuzz
+
+from hub.identity.normalize import (
+    NameParts,
+    TaxId,
+    company_key,
+    fold_token,
+    is_role_email,
+    name_parts,
+    normalize_email,
+    normalize_phone,
+    normalize_tax_id,
+)
+
+
+@dataclass(frozen=True)
+class MatchThresholds:
+    """Where evidence becomes a link; hub.settings.IdentitySettings carries the configured values."""
+
+    # Two names this similar (0..100, word order ignored) may belong to one person.
+    name_compatible: float = 70.0
+    # A name this similar plus one corroborating field (company, city, mailbox name) links.
+    fuzzy_link: float = 90.0
+    # A name this similar links only with two corroborating fields.
+    name_probable: float = 80.0
+    # A phone or email seen with this many different names belongs to a company, not a person.
+    shared_key_names: int = 3
+    # Blocks larger than this are split further or skipped: keeps the cost near-linear.
+    max_block: int = 100
+
+
+@dataclass(slots=True)
+class MatchRecord:
+    """One contact or lead, normalized for matching."""
+
+    ref: int
+    name: NameParts
+    phone: str | None = None
+    phone_ext: str | None = None
+    email: str | None = None
+    email_role: bool = False
+    tax: TaxId | None = None
+    company: str | None = None
+    city: str | None = None
+    # A further identifier without a checksum (customer number, social security id).
+    ident: str | None = None
+    # Further fields that corroborate a name (date of birth, postcode, street): equal or nearly.
+    extra: tuple[str | None, ...] = ()
+
+    @property
+    def name_key(self) -> str:
+        return self.name.key
+
+
+def prepare_record(
+    ref: int,
+    *,
+    name: str | None = None,
+    phone: str | None = None,
+    email: str | None = None,
+    tax_id: str | None = None,
+    company: str | None = None,
+    city: str | None = None,
+    ident: str | None = None,
+    extra: tuple[str | None, ...] = (),
+    default_region: str = "RU",
+    fold_provider_aliases: bool = False,
+) -> MatchRecord:
+    parsed_phone = normalize_phone(phone, default_region) if phone else None
+    parsed_email = normalize_email(email, fold_provider_aliases) if email else None
+    return MatchRecord(
+        ref=ref,
+        name=name_parts(name),
+        phone=parsed_phone.e164 if parsed_phone else None,
+        phone_ext=parsed_phone.extension if parsed_phone else None,
+        email=parsed_email,
+        email_role=is_role_email(parsed_email),
+        tax=normalize_tax_id(tax_id) if tax_id else None,
+        company=company_key(company) if company else None,
+        city=fold_token(city) if city else None,
+        ident=ident.strip().lower() or None if ident else None,
+        extra=tuple(v.strip().lower() or None if v else None for v in extra),
+    )
+
+
+# Evidence marker of a link that holds whatever the names say (the cluster check lets it pass).
+NAME_INDEPENDENT = "fields"
+
+
+@dataclass(frozen=True)
+class Link:
+    score: float
+    reason: str
+    evidence: tuple[str, ...]
+
+
+def name_score(a: NameParts, b: NameParts) -> float | None:
+    """Similarity of two names 0..100 (None if either is missing); a name with fewer words
+    ("Иванов") is compared as a part of the longer one ("Иван Иванов")."""
+    if not a.tokens or not b.tokens:
+        return None
+    if a.tokens == b.tokens:
+        score = 100.0
+    elif len(a.tokens) == len(b.tokens):
+        score = fuzz.ratio(a.key, b.key)
+    else:
+        score = fuzz.token_set_ratio(a.key, b.key) * 0.97
+    # Different patronymics are different people (father and son share the rest).
+    if a.patronymic and b.patronymic and fuzz.ratio(a.patronymic, b.patronymic) < 80:
+        score = min(score, 50.0)
+    return score
+
+
+def compare(
+    a: MatchRecord,
+    b: MatchRecord,
+    thresholds: MatchThresholds,
+    shared: frozenset[str] | set[str] = frozenset(),
+) -> Link | None:
+    """Whether two records are one person, and on what evidence; `shared` holds the phones and
+    emails known to be used by several people (a switchboard, info@)."""
+    names = name_score(a.name, b.name)
+    compatible = names is None or names >= thresholds.name_compatible
+    strong_name = names is not None and names >= thresholds.fuzzy_link
+    evidence: list[str] = []
+
+    if a.tax and b.tax and a.tax.value == b.tax.value and a.tax.identifies_person and compatible:
+        return Link(1.0, "same personal ИНН", ("tax_id",))
+    same_phone = a.phone is not None and a.phone == b.phone
+    if same_phone and a.phone_ext and b.phone_ext and a.phone_ext != b.phone_ext:
+        same_phone = False  # one switchboard, two extensions: two people
+    same_email = a.email is not None and a.email == b.email
+    if same_email:
+        if not a.email_role and a.email not in shared and compatible:
+            return Link(0.99, "same email", ("email",))
+        if strong_name:
+            return Link(0.95, "same shared mailbox and same name", ("email", "name"))
+        evidence.append("email")
+    if same_phone:
+        phone_shared = a.phone in shared
+        if not phone_shared and compatible and (names is not None or not (a.phone_ext or b.phone_ext)):
+            return Link(0.98, "same phone", ("phone",))
+        if strong_name:
+            return Link(0.95, "same shared phone and same name", ("phone", "name"))
+        evidence.append("phone")
+    if evidence:
+        return None  # a shared key with a different name: the guard, not a link
+    if a.ident is not None and a.ident == b.ident and compatible and names is not None:
+        return Link(0.97, "same identifier", ("ident",))
+    fields = _extra_agreements(a, b)
+    if fields >= 2 and a.ident and b.ident and fuzz.ratio(a.ident, b.ident) >= 85:
+        # An id, a birth date and an address agreeing outweigh a name typed differently.
+        return Link(0.96, f"same identifier and {fields} more fields", (NAME_INDEPENDENT, "ident"))
+    if names is None or names < thresholds.name_probable:
+        return None
+    found = _corroboration(a, b)
+    if not found or (not strong_name and len(found) < 2):
+        return None  # a namesake: a name alone never links
+    return Link(
+        0.8 + 0.02 * min(len(found), 5),
+        f"similar name ({names:.0f}) and {', '.join(found)}",
+        ("name", *found),
+    )
+
+
+def _corroboration(a: MatchRecord, b: MatchRecord) -> list[str]:
+    found = []
+    if a.company and b.company and (a.company == b.company or fuzz.ratio(a.company, b.company) >= 90):
+        found.append("same company")
+    if a.email and b.email and not a.email_role and not b.email_role:
+        local_a, local_b = a.email.partition("@")[0], b.email.partition("@")[0]
+        if len(local_a) >= 5 and local_a == local_b:
+            found.append("same mailbox name")
+    if a.phone and b.phone and len(a.phone) == len(b.phone) and fuzz.ratio(a.phone, b.phone) >= 90:
+        found.append("phone one digit apart")
+    if a.tax and b.tax and a.tax.value == b.tax.value:
+        found.append("same company tax id")
+    if a.city and b.city and a.city == b.city and len(a.name.tokens) >= 2 and len(b.name.tokens) >= 2:
+        found.append("same city")
+    if a.ident and b.ident and fuzz.ratio(a.ident, b.ident) >= 85:
+        found.append("identifier one character apart")
+    fields = _extra_agreements(a, b)
+    if fields:
+        found.append(f"{fields} more fields" if fields > 1 else "one more field")
+    return found
+
+
+def _extra_agreements(a: MatchRecord, b: MatchRecord) -> int:
+    agreed = 0
+    for value_a, value_b in zip(a.extra, b.extra, strict=False):
+        if (
+            value_a
+            and value_b
+            and (value_a == value_b or (len(value_a) >= 5 and fuzz.ratio(value_a, value_b) >= 85))
+        ):
+            agreed += 1
+    return agreed
+
+
+def names_conflict(names_a: list[NameParts], names_b: list[NameParts], thresholds: MatchThresholds) -> bool:
+    """Cluster-level check: joining two clusters must not put clearly different names together,
+    which is how false links chain ("Иван Петров" - switchboard - "Мария Сидорова")."""
+    for a in names_a:
+        for b in names_b:
+            score = name_score(a, b)
+            if score is not None and score < thresholds.name_compatible:
+                return True
+    return False
