@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
-from dagster import Definitions, define_asset_job, load_assets_from_modules
+from dagster import Definitions, load_assets_from_modules
 
-from assets import leads, site
+from assets import leads, ops, site
 from assets.resources import build_resources
+from hub.settings import load_settings
 
 ASSET_MODULES = [site, leads]
 
-all_assets = load_assets_from_modules(ASSET_MODULES)
+settings = load_settings()
+
+# Automation (eager downstream), freshness of sources, a schedule per source, the checks every
+# asset gets and the ops alerts apply to every module's assets centrally (assets/ops.py).
+all_assets = ops.with_automation(load_assets_from_modules(ASSET_MODULES), settings.ops)
+source_jobs, source_schedules = ops.source_jobs_and_schedules(all_assets, settings.ops, settings.timezone)
 
 # The main job: the whole asset graph, in dependency order.
-hub_main_job = define_asset_job("hub_main_job", selection="*", description="Materialize the whole hub graph")
+hub_main_job = ops.main_job()
 
-defs = Definitions(assets=all_assets, jobs=[hub_main_job], resources=build_resources())
+defs = Definitions(
+    assets=all_assets,
+    asset_checks=ops.build_ops_checks(all_assets),
+    jobs=[hub_main_job, *source_jobs],
+    schedules=[*source_schedules],
+    sensors=[*ops.OPS_SENSORS, ops.hub_automation_sensor()],
+    resources=build_resources(settings),
+)

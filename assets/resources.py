@@ -9,9 +9,11 @@ from contextlib import contextmanager
 from typing import Any
 
 from dagster import ConfigurableResource, EnvVar
+from pydantic import Field
 from sqlalchemy.orm import Session
 
 from connectors.site import LeadsSource, SiteLeadsApi, SiteLeadsSnapshot
+from hub.ops.alerts import OpsChannels
 from hub.settings import HubSettings, load_settings
 from hub.store.db import session_scope
 
@@ -64,6 +66,43 @@ class SiteResource(ConfigurableResource):
         return None
 
 
+class OpsAlertsResource(ConfigurableResource):
+    """Where run-failure and check-failure alerts for ops go: SMTP and/or a Slack/Telegram webhook."""
+
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_security: str = "starttls"
+    smtp_user: str = ""
+    smtp_password: str = ""
+    smtp_timeout_s: float = 30.0
+    mail_from: str = "dagster@localhost"
+    mail_to: list[str] = Field(default_factory=list)
+    webhook_url: str = ""
+    webhook_format: str = "slack"
+    telegram_chat_id: str = ""
+    max_attempts: int = 5
+    dagster_ui_url: str = "http://127.0.0.1:3000"
+
+    def channels(self) -> OpsChannels:
+        return OpsChannels(
+            smtp_host=self.smtp_host,
+            smtp_port=self.smtp_port,
+            smtp_security=self.smtp_security,
+            smtp_user=self.smtp_user,
+            smtp_password=self.smtp_password,
+            smtp_timeout_s=self.smtp_timeout_s,
+            mail_from=self.mail_from,
+            mail_to=tuple(self.mail_to),
+            webhook_url=self.webhook_url,
+            webhook_format=self.webhook_format,
+            telegram_chat_id=self.telegram_chat_id,
+            max_attempts=self.max_attempts,
+        )
+
+    def run_url(self, run_id: str) -> str:
+        return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
+
+
 def secret(env_name: str, fallback: str = "") -> Any:
     """EnvVar when the variable is set (the UI shows only its name); else an empty value,
     which the resource reads as "not configured"."""
@@ -84,5 +123,20 @@ def build_resources(settings: HubSettings | None = None) -> dict[str, Any]:
             page_size=settings.site.page_size,
             timeout_s=settings.site.timeout_s,
             verify_tls=settings.site.verify_tls,
+        ),
+        "ops_alerts": OpsAlertsResource(
+            smtp_host=settings.ops.smtp_host,
+            smtp_port=settings.ops.smtp_port,
+            smtp_security=settings.ops.smtp_security,
+            smtp_user=settings.ops.smtp_user,
+            smtp_password=secret("HUB_OPS__SMTP_PASSWORD"),
+            smtp_timeout_s=settings.ops.smtp_timeout_s,
+            mail_from=settings.ops.mail_from,
+            mail_to=settings.ops.mail_to,
+            webhook_url=secret("HUB_OPS__WEBHOOK_URL"),
+            webhook_format=settings.ops.webhook_format,
+            telegram_chat_id=settings.ops.telegram_chat_id,
+            max_attempts=settings.ops.max_delivery_attempts,
+            dagster_ui_url=settings.dagster_ui_url,
         ),
     }

@@ -42,11 +42,42 @@ class SiteSettings(BaseModel):
 
 
 class RoutingSettings(BaseModel):
-    lead_weight: float = Field(1.0, ge=0)
-    deal_weight: float = Field(0.5, ge=0)
+    """Routing by load (hub/routing, docs/identity.md): load = weighted open work / capacity."""
+
+    lead_weight: float = Field(1.0, ge=0, description="Load of one open lead")
+    deal_weight: float = Field(0.5, ge=0, description="Load of one open deal")
     # A repeated submission by the same contact within this window is a duplicate lead.
     duplicate_window_hours: int = Field(24, ge=0)
+    # Only reps on shift (in their own time zone) receive new leads; when nobody eligible is
+    # on shift the lead waits for the next run instead of going to someone who is off.
     require_shift: bool = True
+    # A returning contact goes to its owner while the owner is active and qualified, even
+    # off shift (the owner calls back in the morning); False: the owner must be on shift too.
+    sticky_owner_off_shift: bool = True
+    # A deactivated rep's open leads, open deals and contacts are handed to the others.
+    redistribute_inactive: bool = True
+
+
+class IdentitySettings(BaseModel):
+    """Identity resolution (hub/identity, docs/identity.md): what counts as the same person."""
+
+    name_compatible: float = Field(
+        70.0, ge=0, le=100, description="Names at least this similar may be one person (0..100)"
+    )
+    fuzzy_link: float = Field(
+        90.0, ge=0, le=100, description="A name this similar plus one corroborating field links"
+    )
+    name_probable: float = Field(
+        80.0, ge=0, le=100, description="A name this similar links only with two corroborating fields"
+    )
+    shared_key_names: int = Field(
+        2, ge=2, description="A phone/email used under this many different names is shared, not personal"
+    )
+    max_block: int = Field(100, ge=2, description="Blocks larger than this are split or skipped")
+    fold_provider_aliases: bool = Field(False, description="Drop Gmail dots and +tags when comparing")
+    # Leads of one person from any source within this window are one lead with all its touches.
+    touch_window_hours: int = Field(24, ge=0)
+    max_name_candidates: int = Field(50, ge=1, description="Store contacts compared per name key")
 
 
 class AnalyticsSettings(BaseModel):
@@ -81,6 +112,141 @@ class AnalyticsSettings(BaseModel):
     working_days_per_month: float = Field(21.0, gt=0)
 
 
+class OpsSettings(BaseModel):
+    """How the hub runs as a Dagster deployment: schedules per source, lateness, cross-asset
+    checks and where ops alerts go (hub/ops, assets/ops.py)."""
+
+    # Cron per source (the asset's "source" tag, else its group); a source not listed uses default_cron.
+    schedules: dict[str, str] = Field(
+        default_factory=lambda: {
+            "site": "*/10 * * * *",
+            "telephony": "*/10 * * * *",
+            "mail": "*/5 * * * *",
+            "accounting": "0 * * * *",
+        }
+    )
+    default_cron: str = "0 * * * *"
+    # A source asset not materialized within this many minutes shows as late (freshness policy).
+    late_after_minutes: dict[str, int] = Field(default_factory=dict)
+    default_late_after_minutes: int = Field(180, gt=0)
+    unassigned_lead_max_minutes: int = Field(
+        10, gt=0, description="An open lead unassigned longer fails a check"
+    )
+    row_count_history: int = Field(
+        20, ge=3, description="Previous materializations a row count is compared with"
+    )
+    row_count_min_history: int = Field(5, ge=2, description="Fewer previous runs than this: no verdict")
+    row_count_tolerance: float = Field(
+        4.0, gt=0, description="Allowed distance from the median, in median absolute deviations"
+    )
+    quarantine_max_share: float = Field(0.25, gt=0, le=1, description="Of a run's input rows")
+    quarantine_min_rows: int = Field(5, ge=1, description="Fewer quarantined rows never fail the check")
+    # Ops alerts: SMTP (password secret: HUB_OPS__SMTP_PASSWORD) and/or a chat webhook
+    # (secret: HUB_OPS__WEBHOOK_URL, the Slack incoming-webhook URL or Telegram bot API URL).
+    smtp_host: str = ""
+    smtp_port: int = Field(587, gt=0, lt=65536)
+    smtp_security: str = Field("starttls", pattern="^(starttls|ssl|none)$")
+    smtp_user: str = ""
+    smtp_password: str = Field("", repr=False)
+    smtp_timeout_s: float = Field(30.0, gt=0)
+    mail_from: str = "dagster@localhost"
+    mail_to: list[str] = Field(default_factory=list)
+    webhook_url: str = Field("", repr=False)
+    webhook_format: str = Field("slack", pattern="^(slack|telegram)$")
+    telegram_chat_id: str = ""
+    max_delivery_attempts: int = Field(5, ge=1)
+
+
+class MailSettings(BaseModel):
+    """The sales mailbox (read receipts, sent mail), the open-tracking pixel and the alerts
+    sent to reps when a client opens their email."""
+
+    imap_host: str = Field("", description="IMAP server; empty: the mailbox is not polled")
+    imap_port: int = Field(993, gt=0)
+    # "ssl" (implicit TLS, port 993), "starttls" (port 143), or "plain" (tests and local only).
+    imap_security: str = Field("ssl", pattern="^(ssl|starttls|plain)$")
+    imap_username: str = ""
+    # Secret: from HUB_MAIL__IMAP_PASSWORD only.
+    imap_password: str = Field("", repr=False)
+    imap_timeout_s: float = Field(30.0, gt=0)
+    verify_tls: bool = True
+    receipts_folder: str = "INBOX"
+    sent_folder: str = Field("Sent", description="Sent mail read for Message-IDs; empty: not read")
+    processed_folder: str = Field("", description="Move processed receipts here; empty: leave them")
+    maildir: str = Field("", description="Offline source: a maildir (or mbox file) of receipts")
+    sent_maildir: str = Field("", description="Offline source: a maildir (or mbox file) of sent mail")
+    # Low-confidence correlation by subject + reader: the sent email must be this recent.
+    subject_match_window_days: int = Field(30, ge=1)
+    idle_renew_s: int = Field(600, gt=0, le=1500, description="Re-issue IDLE well inside 29 minutes")
+    idle_check_s: float = Field(30.0, gt=0)
+    reconnect_max_s: float = Field(60.0, gt=0)
+    pixel_base_url: str = Field("", description="Public URL of `hub serve` for tracking pixels")
+    # Pixel fetches this soon after sending are scanners or prefetchers, not people.
+    pixel_min_seconds_after_send: int = Field(10, ge=0)
+    alert_channels: list[str] = Field(default_factory=lambda: ["smtp"])
+    smtp_host: str = ""
+    smtp_port: int = Field(587, gt=0)
+    smtp_security: str = Field("starttls", pattern="^(ssl|starttls|plain)$")
+    smtp_username: str = ""
+    # Secret: from HUB_MAIL__SMTP_PASSWORD only.
+    smtp_password: str = Field("", repr=False)
+    smtp_from: str = "hub@localhost"
+    smtp_timeout_s: float = Field(30.0, gt=0)
+    # Secret: HUB_MAIL__TELEGRAM_BOT_TOKEN; reps' chat ids are crm_reps.chat_id.
+    telegram_bot_token: str = Field("", repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+    # Secret: HUB_MAIL__SLACK_WEBHOOK_URL (the URL itself is the credential).
+    slack_webhook_url: str = Field("", repr=False)
+    alert_max_attempts: int = Field(8, ge=1)
+    alert_backoff_s: float = Field(5.0, ge=0)
+    alert_backoff_max_s: float = Field(900.0, ge=0)
+
+
+class TwilioSettings(BaseModel):
+    account_sid: str = Field("", description="Account SID (or API key SID); empty: Twilio not polled")
+    # Secret: from HUB_TELEPHONY__TWILIO__AUTH_TOKEN only.
+    auth_token: str = Field("", repr=False)
+    base_url: str = "https://api.twilio.com"
+    page_size: int = Field(100, gt=0, le=1000)
+    fetch_recordings: bool = True
+    snapshot_file: str = Field("", description="Recorded Calls pages replayed instead of the API (demo)")
+
+
+class ZadarmaSettings(BaseModel):
+    api_key: str = Field("", description="API key; empty: Zadarma not polled")
+    # Secret: from HUB_TELEPHONY__ZADARMA__API_SECRET only.
+    api_secret: str = Field("", repr=False)
+    base_url: str = "https://api.zadarma.com"
+    timezone: str = Field("Europe/Moscow", description="The account's time zone: callstart is local")
+    page_size: int = Field(1000, gt=0, le=1000)
+    window_hours: int = Field(24, gt=0, le=672, description="Statistics read per request window")
+    fetch_recordings: bool = True
+
+
+class AsteriskSettings(BaseModel):
+    cdr_dir: str = Field("", description="Folder of Master.csv files; empty: no CDR import")
+    file_glob: str = "*.csv"
+    timezone: str = Field("", description="The PBX's local time zone; empty: the hub's timezone")
+    recording_base_url: str = Field("", description="Prefix of recordings named in the userfield")
+
+
+class TelephonySettings(BaseModel):
+    """Call logs: Twilio, Zadarma and Asterisk CDR files (docs/telephony.md)."""
+
+    twilio: TwilioSettings = TwilioSettings()
+    zadarma: ZadarmaSettings = ZadarmaSettings()
+    asterisk: AsteriskSettings = AsteriskSettings()
+    lookback_minutes: int = Field(30, ge=0, description="Each run re-reads this much before its cursor")
+    initial_days: int = Field(7, gt=0, description="How far back the first run reads")
+    extension_max_digits: int = Field(5, ge=1, le=8, description="Longer numbers are outside numbers")
+    # Tracking number (any format) -> ad channel, e.g. {"+74951112233": "yandex / cpc"}; the
+    # hub_tracking_numbers table adds to (and overrides) this.
+    tracking_numbers: dict[str, str] = Field(default_factory=dict)
+    call_back_within_minutes: int = Field(30, gt=0)
+    timeout_s: float = Field(30.0, gt=0)
+    verify_tls: bool = True
+
+
 class HubSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -93,7 +259,11 @@ class HubSettings(BaseSettings):
     dagster_ui_url: str = "http://127.0.0.1:3000"
     site: SiteSettings = SiteSettings()
     routing: RoutingSettings = RoutingSettings()
+    identity: IdentitySettings = IdentitySettings()
+    mail: MailSettings = MailSettings()
     analytics: AnalyticsSettings = AnalyticsSettings()
+    ops: OpsSettings = OpsSettings()
+    telephony: TelephonySettings = TelephonySettings()
 
     @field_validator("default_region")
     @classmethod
