@@ -29,7 +29,8 @@ def demo_generators() -> list[DemoGenerator]:
 
 
 def demo_paths(project_dir: Path = PROJECT_DIR) -> dict[str, Path]:
-    var = project_dir / "var"
+    # The demo lives in the data folder (HUB_DATA_DIR, default var/ in the project).
+    var = Path(os.environ.get("HUB_DATA_DIR") or project_dir / "var")
     return {
         "var": var,
         "demo": var / "demo",
@@ -87,7 +88,9 @@ def materialize_all() -> Any:
 
     job = defs.resolve_job_def("hub_main_job")
     with DagsterInstance.get() as instance:
-        return job.execute_in_process(instance=instance, raise_on_error=False)
+        # The summary below says what happened; Dagster's step-by-step debug log is in the UI.
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
 
 
 def summary(database_url: str) -> list[tuple[str, int]]:

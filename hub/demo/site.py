@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import json
 import random
-import time
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -136,14 +135,12 @@ def generate_site_demo(
 
     # Webhook posts, signed as the site signs them, accepted through the receiver's own checks.
     secret = "demo-webhook-secret"
-    now = int(time.time())
     for lead in leads[55:]:
         body = json.dumps(lead, ensure_ascii=False).encode()
-        signature = sign_webhook(secret, now, body)
-        assert verify_webhook(secret, str(now), signature, body, now, 300) is None
-        # The dedup key is the signature; sign with the lead's time so reruns store nothing new.
-        stable = sign_webhook(
-            secret, int(datetime.fromisoformat(lead["submitted_at"].replace("Z", "+00:00")).timestamp()), body
-        )
-        accept_webhook(database_url, body, {TIMESTAMP_HEADER.lower(): str(now)}, stable)
+        # Signed at the lead's own time, so that rerunning the demo stores nothing new.
+        sent_at = int(datetime.fromisoformat(lead["submitted_at"].replace("Z", "+00:00")).timestamp())
+        signature = sign_webhook(secret, sent_at, body)
+        problem = verify_webhook(secret, str(sent_at), signature, body, sent_at, replay_window_s=300)
+        if problem is None:
+            accept_webhook(database_url, body, {TIMESTAMP_HEADER.lower(): str(sent_at)}, signature)
     return {"site": {"snapshot_file": str(snapshot), "csv_dir": str(site_dir / "csv")}}
