@@ -307,6 +307,36 @@ class Receivable(Base):
     aging_bucket: Mapped[str] = mapped_column(String(10))  # current | 1-30 | 31-60 | 61-90 | 90+
 
 
+class Counterparty(Base):
+    """A client as the accounting system knows it (1C Catalog_Контрагенты): how its invoices,
+    which name only the counterparty's reference, reach its ИНН and the CRM contact."""
+
+    __tablename__ = "hub_counterparties"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(300))
+    full_name: Mapped[str | None] = mapped_column(String(1000))
+    tax_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    kpp: Mapped[str | None] = mapped_column(String(20))
+    contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class UnmatchedPayment(Base):
+    """A payment (or what is left of it) no rule could place: waits for finance, with the
+    invoices it might settle and how sure each suggestion is."""
+
+    __tablename__ = "hub_unmatched_payments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    payment_id: Mapped[int] = mapped_column(ForeignKey("crm_payments.id"), unique=True)
+    amount: Mapped[Decimal] = mapped_column(Money)
+    reason: Mapped[str] = mapped_column(Text)
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
 class LeadAttribution(Base):
     """Weight of each channel in a lead's or won deal's conversion, per model."""
 

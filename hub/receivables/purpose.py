@@ -1,0 +1,78 @@
+"""Invoice numbers (and dates) named in a payment's purpose, in the spellings payers really use:
+"Оплата по счету № 128 от 05.03.2024", "по сч. 128", "счет N128", "сч.№ 0000-000128",
+"oplata faktury FV/2024/03/128", "по счетам №№ 128, 129"."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date
+
+# A word that says "invoice" — never "договор" (contract) or "счет-фактура" (a tax invoice,
+# numbered separately), whose numbers would match unrelated invoices.
+_INVOICE_WORD = (
+    r"(?:(?<![\w-])(?:сч[её]т(?:у|а|ам|ов|ом|ах|е)?(?!\s*-?\s*фактур)(?:\s+на\s+оплату)?"
+    r"|сч(?:\.|\b)(?!\s*-?\s*ф)"
+    r"|invoices?|inv\.?|faktur[aęyi]?|rachunk[ua]|rechnung)(?![\w-]))"
+)
+_NUMBER = r"(?:[A-Za-zА-Яа-я]{1,5}[-/])?\d(?:[\d/\-]*\d)?"
+_MARK = r"(?:№+|N(?=\s*\d)|#|No\.?|Nr\.?|номер)"
+_DATE = r"(\d{1,2})[./](\d{1,2})[./](\d{4}|\d{2})"
+_REFERENCE = re.compile(
+    rf"{_INVOICE_WORD}[\s.:]*(?:{_MARK}[\s.:]*)?(?P<numbers>{_NUMBER}(?:\s*(?:,|;|и|and|i)\s*(?:{_MARK}\s*)?{_NUMBER})*)"
+    rf"(?:\s*(?:г\.)?\s*(?:от|from|z\s+dnia|z|dd\.?|vom)\s*(?P<date>{_DATE}))?",
+    re.IGNORECASE,
+)
+_NUMBER_RE = re.compile(_NUMBER)
+_DIGIT_GROUPS = re.compile(r"\d+")
+_YEAR = re.compile(r"^(?:19|20)\d\d$")
+
+
+@dataclass(frozen=True)
+class InvoiceReference:
+    """An invoice named in a purpose: its number's key (see number_key) and the date if given."""
+
+    number_key: str
+    number: str
+    issued_on: date | None
+
+
+def number_key(number: str) -> str:
+    """What identifies an invoice number across spellings: its last group of digits that is not a
+    year, without leading zeros ("0000-000128", "FV/2024/03/128", "128" -> "128")."""
+    groups = _DIGIT_GROUPS.findall(number)
+    if not groups:
+        return number.strip().upper()
+    if len(groups) > 1:
+        groups = [g for g in groups if not _YEAR.match(g)] or groups
+    return groups[-1].lstrip("0") or "0"
+
+
+def _date(day: str, month: str, year: str) -> date | None:
+    full_year = int(year) + 2000 if len(year) == 2 else int(year)
+    try:
+        return date(full_year, int(month), int(day))
+    except ValueError:
+        return None
+
+
+def invoice_references(purpose: str | None) -> list[InvoiceReference]:
+    """Every invoice the purpose names, in order, each once."""
+    if not purpose:
+        return []
+    found: list[InvoiceReference] = []
+    seen: set[str] = set()
+    for match in _REFERENCE.finditer(purpose):
+        issued = None
+        if match.group("date"):
+            day, month, year = re.findall(r"\d+", match.group("date"))
+            issued = _date(day, month, year)
+        numbers = _NUMBER_RE.findall(match.group("numbers"))
+        for number in numbers:
+            key = number_key(number)
+            if key in seen:
+                continue
+            seen.add(key)
+            # A date written after a list belongs to the last number only when there is one.
+            found.append(InvoiceReference(key, number, issued if len(numbers) == 1 else None))
+    return found
