@@ -1,0 +1,2 @@
+"""Lead-source attribution: touches per contact, the six attribution models, the channel report
+with paid revenue and ad cost."""
