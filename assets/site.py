@@ -4,6 +4,7 @@ from dagster import AssetExecutionContext, MaterializeResult, RetryPolicy, asset
 
 from assets.metadata import ingest_metadata
 from assets.resources import HubSettingsResource, SiteResource, StoreResource
+from assets.retries import fail_fast_on_permanent_errors
 from hub.ingest.site import sync_csv_dir, sync_site_api, sync_webhook_inbox
 from hub.ingest.stats import IngestStats
 
@@ -17,6 +18,7 @@ from hub.ingest.stats import IngestStats
     description="Website form leads written to crm_leads from the site's API (cursor-paged), the signed "
     "webhook inbox and CSV exports. Invalid records go to hub_quarantine with a reason.",
 )
+@fail_fast_on_permanent_errors
 def site_leads(
     context: AssetExecutionContext,
     store: StoreResource,

@@ -1,0 +1,46 @@
+"""The hub's Dagster Definitions rebuilt from the current (test) environment, and the way the
+daemon evaluates a run-status sensor, reproduced for one run."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dagster import DagsterEventType, DagsterInstance, Definitions, build_run_status_sensor_context
+
+from assets import ops
+from assets.resources import build_resources
+from hub.settings import load_settings
+
+
+def hub_definitions() -> Definitions:
+    """The hub's assets, checks, main job and ops sensors with resources built from the
+    environment the test has set (assets.definitions captured its own at import)."""
+    from assets import definitions
+
+    return Definitions(
+        assets=definitions.all_assets,
+        asset_checks=ops.build_ops_checks(definitions.all_assets),
+        jobs=[ops.main_job()],
+        sensors=ops.OPS_SENSORS,
+        resources=build_resources(load_settings()),
+    )
+
+
+def evaluate_run_sensor(
+    sensor: Any, defs: Definitions, instance: DagsterInstance, run_id: str, failure: bool
+) -> Any:
+    """Call a run-status sensor on a finished run, with the Definitions' resources."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None
+    wanted = DagsterEventType.RUN_FAILURE if failure else DagsterEventType.RUN_SUCCESS
+    records = instance.get_records_for_run(run_id, of_type=wanted).records
+    event = records[-1].event_log_entry.dagster_event
+    context = build_run_status_sensor_context(
+        sensor_name=sensor.name,
+        dagster_event=event,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources=defs.resources,
+        repository_def=defs.get_repository_def(),
+    )
+    return sensor(context.for_run_failure() if failure else context)
