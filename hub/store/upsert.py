@@ -9,9 +9,6 @@ from sqlalchemy import Table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase, Session
 
-# SQLite allows 32766 bound parameters per statement; stay well below for wide tables.
-_MAX_PARAMS = 30000
-
 
 def upsert(
     session: Session,
@@ -35,18 +32,17 @@ def upsert(
         raise RuntimeError(f"upsert supports SQLite and PostgreSQL, not {dialect!r}")
     columns = list(rows[0].keys())
     update_cols = [c for c in (columns if update is None else update) if c not in key]
-    chunk = max(1, _MAX_PARAMS // max(1, len(columns)))
-    out: list[Any] = []
-    for start in range(0, len(rows), chunk):
-        stmt = insert_fn(table).values(list(rows[start : start + chunk]))
-        if update_cols:
-            stmt = stmt.on_conflict_do_update(
-                index_elements=list(key), set_={c: stmt.excluded[c] for c in update_cols}
-            )
-        else:
-            stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
-        if returning:
-            out.extend(session.execute(stmt.returning(table.c[returning])).scalars())
-        else:
-            session.execute(stmt)
-    return out
+    # One statement executed with many parameter sets: SQLAlchemy compiles it once (cached) and
+    # its "insertmanyvalues" batches the rows, RETURNING included, on both dialects.
+    stmt = insert_fn(table)
+    if update_cols:
+        stmt = stmt.on_conflict_do_update(
+            index_elements=list(key), set_={c: stmt.excluded[c] for c in update_cols}
+        )
+    else:
+        stmt = stmt.on_conflict_do_nothing(index_elements=list(key))
+    params = rows if isinstance(rows, list) else list(rows)
+    if returning:
+        return list(session.execute(stmt.returning(table.c[returning]), params).scalars())
+    session.execute(stmt, params)
+    return []
