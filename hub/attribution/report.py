@@ -12,17 +12,13 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from hub.attribution.compute import paid_revenue_by_deal
+from hub.funnel.report import in_period
 from hub.store.models import AdCost, ChannelReport
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
 ALL = "*"  # campaign "*": the channel over all its campaigns; channel "*": every channel together
 METRIC_KEYS = ["channel", "campaign"]
-
-
-def _in_period(stamps: pd.Series, start: date, end: date, timezone: str) -> pd.Series:
-    days = stamps.dt.tz_convert(timezone).dt.date
-    return (days >= start) & (days <= end)
 
 
 def _weights_of(weights: pd.DataFrame, model: str) -> pd.DataFrame:
@@ -33,7 +29,7 @@ def _count(
     weights: pd.DataFrame, conversions: pd.DataFrame, model: str, start: date, end: date, tz: str
 ) -> pd.Series:
     """Conversions in the period, split by the model's weights, per (channel, campaign)."""
-    ids = conversions.loc[_in_period(conversions["converted_at"], start, end, tz), "conversion"]
+    ids = conversions.loc[in_period(conversions["converted_at"], start, end, tz), "conversion"]
     chosen = _weights_of(weights, model)
     chosen = chosen[chosen["conversion"].isin(ids)]
     return chosen.groupby(METRIC_KEYS)["weight"].sum()

@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: assets and the CLI run without a display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
 
 # Small images: the UI stores metadata with every materialization.
 DPI = 80
@@ -40,7 +40,9 @@ def funnel_chart(stages: pd.DataFrame, title: str) -> bytes:
     lefts = [(widest - count) / 2 for count in counts]
     axis.barh(labels, counts, left=lefts, color="#4C78A8")
     for index, (count, conversion) in enumerate(zip(counts, conversions, strict=True)):
-        note = f"{int(count)}" + (f"  → {conversion:.0%}" if conversion is not None and pd.notna(conversion) else "")
+        note = f"{int(count)}" + (
+            f"  → {conversion:.0%}" if conversion is not None and pd.notna(conversion) else ""
+        )
         axis.text(widest / 2, index, note, ha="center", va="center", color="white", fontweight="bold")
     axis.set_xticks([])
     axis.set_title(title)

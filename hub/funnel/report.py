@@ -4,7 +4,7 @@ each stage, conversion to a later stage, median time in stage, win rate and cycl
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
@@ -91,6 +91,9 @@ def paid_in_full_at(session: Session) -> pd.Series:
     )
     if invoiced.empty or allocations.empty:
         return pd.Series(dtype="datetime64[ns, UTC]", name="paid_at")
+    # Decimals arrive as objects; cents are exact enough in float for a comparison of totals.
+    invoiced["amount"] = invoiced["amount"].astype(float)
+    allocations["amount"] = allocations["amount"].astype(float)
     total = invoiced.groupby("deal_id")["amount"].sum()
     allocations["paid"] = allocations.groupby("deal_id")["amount"].cumsum()
     allocations["due"] = allocations["deal_id"].map(total)
@@ -108,9 +111,11 @@ def stage_order(pipeline: str, history: pd.DataFrame, configured: dict[str, list
     return stages
 
 
-def _in_period(stamps: pd.Series, start: date, end: date, timezone: str) -> pd.Series:
-    days = stamps.dt.tz_convert(timezone).dt.date
-    return stamps.notna() & (days >= start) & (days <= end)
+def in_period(stamps: pd.Series, start: date, end: date, timezone: str) -> pd.Series:
+    """Which aware timestamps fall on the days start..end (inclusive) in the given time zone."""
+    begin = pd.Timestamp(start).tz_localize(timezone)
+    after = pd.Timestamp(end + timedelta(days=1)).tz_localize(timezone)
+    return stamps.notna() & (stamps >= begin) & (stamps < after)
 
 
 def stage_table(
@@ -134,7 +139,7 @@ def stage_table(
     hist["advanced"] = (hist["later_rank"] > hist["rank"]) | (
         (hist["rank"] == len(stages) - 1) & hist["deal_id"].isin(won)
     )
-    entered = hist[_in_period(hist["entered_at"], start, end, timezone)]
+    entered = hist[in_period(hist["entered_at"], start, end, timezone)]
     rows = []
     for stage in stages:
         at_stage = entered[entered["stage"] == stage]
@@ -158,12 +163,12 @@ def stage_table(
 def summary_row(
     deals: pd.DataFrame, paid_at: pd.Series, start: date, end: date, timezone: str
 ) -> dict[str, Any]:
-    opened = int(_in_period(deals["opened_at"], start, end, timezone).sum())
-    closed = deals[_in_period(deals["closed_at"], start, end, timezone)]
+    opened = int(in_period(deals["opened_at"], start, end, timezone).sum())
+    closed = deals[in_period(deals["closed_at"], start, end, timezone)]
     won = int((closed["status"] == "won").sum())
     lost = int((closed["status"] == "lost").sum())
     paid = deals.assign(paid_at=deals["deal_id"].map(paid_at))
-    paid = paid[_in_period(paid["paid_at"], start, end, timezone)]
+    paid = paid[in_period(paid["paid_at"], start, end, timezone)]
     began = paid["lead_at"].fillna(paid["opened_at"])
     cycle = (paid["paid_at"] - began).dt.total_seconds() / SECONDS_PER_DAY
     return {
