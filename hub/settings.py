@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -24,7 +24,13 @@ class SettingsError(RuntimeError):
     """The hub is misconfigured; the message names each bad setting and its variable."""
 
 
-class SiteSettings(BaseModel):
+class Section(BaseModel):
+    """A settings section: an unknown key (a typo in the YAML file) is an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SiteSettings(Section):
     """The website's leads: its JSON API, the signed webhook, and CSV exports."""
 
     base_url: str = Field("", description="Site leads API, e.g. https://example.ru; empty: API not polled")
@@ -41,12 +47,13 @@ class SiteSettings(BaseModel):
     snapshot_file: str = Field("", description="Recorded API pages replayed instead of the API (demo)")
 
 
-class RoutingSettings(BaseModel):
+class RoutingSettings(Section):
     """Routing by load (hub/routing, docs/identity.md): load = weighted open work / capacity."""
 
     lead_weight: float = Field(1.0, ge=0, description="Load of one open lead")
     deal_weight: float = Field(0.5, ge=0, description="Load of one open deal")
-    # A repeated submission by the same contact within this window is a duplicate lead.
+    # Leads of one person from any source within this window are one lead with all its touches
+    # (a form and a call the same day); a repeated form submission is not a new lead.
     duplicate_window_hours: int = Field(24, ge=0)
     # Only reps on shift (in their own time zone) receive new leads; when nobody eligible is
     # on shift the lead waits for the next run instead of going to someone who is off.
@@ -58,7 +65,7 @@ class RoutingSettings(BaseModel):
     redistribute_inactive: bool = True
 
 
-class IdentitySettings(BaseModel):
+class IdentitySettings(Section):
     """Identity resolution (hub/identity, docs/identity.md): what counts as the same person."""
 
     name_compatible: float = Field(
@@ -75,12 +82,10 @@ class IdentitySettings(BaseModel):
     )
     max_block: int = Field(100, ge=2, description="Blocks larger than this are split or skipped")
     fold_provider_aliases: bool = Field(False, description="Drop Gmail dots and +tags when comparing")
-    # Leads of one person from any source within this window are one lead with all its touches.
-    touch_window_hours: int = Field(24, ge=0)
     max_name_candidates: int = Field(50, ge=1, description="Store contacts compared per name key")
 
 
-class AnalyticsSettings(BaseModel):
+class AnalyticsSettings(Section):
     """Attribution, channel report, funnel and plan (hub/attribution, hub/funnel)."""
 
     channels: ChannelRules = ChannelRules()
@@ -110,9 +115,15 @@ class AnalyticsSettings(BaseModel):
         90, gt=0, description="The plan uses conversions and checks of this many days"
     )
     working_days_per_month: float = Field(21.0, gt=0)
+    # Targets the sales_plan asset keeps current; `hub plan` takes them as options instead.
+    plan_monthly_revenue: float = Field(0.0, ge=0, description="Monthly revenue target; 0: none")
+    plan_monthly_profit: float = Field(
+        0.0, ge=0, description="Monthly profit target (with plan_margin); 0: none"
+    )
+    plan_margin: float = Field(0.0, ge=0, description="Margin for a profit target: 25 or 0.25 both mean 25 %")
 
 
-class OpsSettings(BaseModel):
+class OpsSettings(Section):
     """How the hub runs as a Dagster deployment: schedules per source, lateness, cross-asset
     checks and where ops alerts go (hub/ops, assets/ops.py)."""
 
@@ -157,7 +168,7 @@ class OpsSettings(BaseModel):
     max_delivery_attempts: int = Field(5, ge=1)
 
 
-class MailSettings(BaseModel):
+class MailSettings(Section):
     """The sales mailbox (read receipts, sent mail), the open-tracking pixel and the alerts
     sent to reps when a client opens their email."""
 
@@ -202,7 +213,7 @@ class MailSettings(BaseModel):
     alert_backoff_max_s: float = Field(900.0, ge=0)
 
 
-class TwilioSettings(BaseModel):
+class TwilioSettings(Section):
     account_sid: str = Field("", description="Account SID (or API key SID); empty: Twilio not polled")
     # Secret: from HUB_TELEPHONY__TWILIO__AUTH_TOKEN only.
     auth_token: str = Field("", repr=False)
@@ -212,7 +223,7 @@ class TwilioSettings(BaseModel):
     snapshot_file: str = Field("", description="Recorded Calls pages replayed instead of the API (demo)")
 
 
-class ZadarmaSettings(BaseModel):
+class ZadarmaSettings(Section):
     api_key: str = Field("", description="API key; empty: Zadarma not polled")
     # Secret: from HUB_TELEPHONY__ZADARMA__API_SECRET only.
     api_secret: str = Field("", repr=False)
@@ -223,14 +234,14 @@ class ZadarmaSettings(BaseModel):
     fetch_recordings: bool = True
 
 
-class AsteriskSettings(BaseModel):
+class AsteriskSettings(Section):
     cdr_dir: str = Field("", description="Folder of Master.csv files; empty: no CDR import")
     file_glob: str = "*.csv"
     timezone: str = Field("", description="The PBX's local time zone; empty: the hub's timezone")
     recording_base_url: str = Field("", description="Prefix of recordings named in the userfield")
 
 
-class TelephonySettings(BaseModel):
+class TelephonySettings(Section):
     """Call logs: Twilio, Zadarma and Asterisk CDR files (docs/telephony.md)."""
 
     twilio: TwilioSettings = TwilioSettings()
@@ -244,6 +255,31 @@ class TelephonySettings(BaseModel):
     tracking_numbers: dict[str, str] = Field(default_factory=dict)
     call_back_within_minutes: int = Field(30, gt=0)
     timeout_s: float = Field(30.0, gt=0)
+    verify_tls: bool = True
+
+
+class AccountingSettings(Section):
+    """Accounting: 1C OData, bank statements in a watched folder, CSV, and the matching rules."""
+
+    odata_url: str = Field("", description="1C base's .../odata/standard.odata/; empty: 1C not read")
+    odata_user: str = ""
+    # Secret: from HUB_ACCOUNTING__ODATA_PASSWORD only.
+    odata_password: str = Field("", repr=False)
+    odata_snapshot_file: str = Field(
+        "", description="Recorded 1C answers replayed instead of the base (demo)"
+    )
+    odata_since: str = Field("2024-01-01", description="First document date read from 1C (ISO date)")
+    odata_page_size: int = Field(500, gt=0, le=5000)
+    # 1C's invoice field holding the due date; an invoice without one is due after the default terms.
+    invoice_due_field: str = "СрокОплаты"
+    default_payment_terms_days: int = Field(5, ge=0)
+    statements_dir: str = Field("", description="Folder watched for 1CClientBankExchange files")
+    payments_csv_dir: str = Field("", description="Folder of payments CSV files from other sources")
+    # Our settlement accounts: money into one of them is a client's payment. Empty: the accounts
+    # each statement names as its own.
+    our_accounts: list[str] = Field(default_factory=list)
+    fifo: bool = Field(False, description="Settle a payer's oldest open invoices with unnamed payments")
+    timeout_s: float = Field(60.0, gt=0)
     verify_tls: bool = True
 
 
@@ -264,6 +300,7 @@ class HubSettings(BaseSettings):
     analytics: AnalyticsSettings = AnalyticsSettings()
     ops: OpsSettings = OpsSettings()
     telephony: TelephonySettings = TelephonySettings()
+    accounting: AccountingSettings = AccountingSettings()
 
     @field_validator("default_region")
     @classmethod
