@@ -536,3 +536,57 @@ class FunnelSummary(Base):
     paid: Mapped[int] = mapped_column(Integer)
     median_cycle_days: Mapped[float | None] = mapped_column()
     computed_at: Mapped[datetime] = _created()
+
+
+# ---------------------------------------------------------------- mail (read receipts, opens)
+
+
+class MailReceipt(Base):
+    """A read receipt taken from the mailbox, keyed by its own Message-ID so that a rescan
+    (UIDVALIDITY change, maildir and IMAP both) records it once. Uncorrelated receipts stay
+    here with status "uncorrelated": the queue shown to people, retried as sent mail arrives."""
+
+    __tablename__ = "hub_mail_receipts"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))  # mail
+    source_ref: Mapped[str] = mapped_column(String(500))  # the receipt's Message-ID (or a hash)
+    location: Mapped[str | None] = mapped_column(String(300))
+    variant: Mapped[str] = mapped_column(String(20))
+    disposition: Mapped[str] = mapped_column(String(20))
+    reader: Mapped[str | None] = mapped_column(String(320))
+    subject: Mapped[str | None] = mapped_column(Text)
+    original_message_id: Mapped[str | None] = mapped_column(String(500))
+    # Every Message-ID the receipt names, in order of confidence, with the method of each.
+    candidates: Mapped[list[Any]] = mapped_column(default=list)
+    received_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    arrived_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    status: Mapped[str] = mapped_column(String(20), index=True)  # opened | not_read | uncorrelated
+    sent_message_id: Mapped[str | None] = mapped_column(String(500), index=True)
+    match_method: Mapped[str | None] = mapped_column(String(30))
+    confidence: Mapped[float | None] = mapped_column()
+    correlated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+
+
+class MailTrackingToken(Base):
+    """The unguessable token of a sent email's open-tracking pixel."""
+
+    __tablename__ = "hub_mail_tracking_tokens"
+    token: Mapped[str] = mapped_column(String(64), primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(500), unique=True)
+    created_at: Mapped[datetime] = _created()
+
+
+class MailPixelHit(Base):
+    """Each fetch of a tracking pixel; machine fetches are kept with the reason they were not
+    counted as an open."""
+
+    __tablename__ = "hub_mail_pixel_hits"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[str] = mapped_column(String(500), index=True)
+    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    remote_ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    machine_reason: Mapped[str | None] = mapped_column(String(300))
+    created_at: Mapped[datetime] = _created()

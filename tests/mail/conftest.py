@@ -1,0 +1,150 @@
+"""Fixtures of the mail tests: one Dovecot per test session with a fresh account per test,
+an SMTP sink per test, and the hub's mail settings pointing at both."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from imapclient import IMAPClient
+
+from hub.settings import MailSettings
+from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, free_port
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[Dovecot]:
+    if not dovecot_available():
+        pytest.skip("Dovecot (dovecot-imapd) and root for runuser are needed for IMAP tests")
+    # Not under pytest's temp root: pytest keeps that 0700, and Dovecot runs as another user.
+    root = Path(tempfile.mkdtemp(prefix="hub-dovecot-"))
+    server = Dovecot(root=root, port=free_port())
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def imap_user(dovecot: Dovecot) -> str:
+    return dovecot.add_user(f"u{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def imap_admin(dovecot: Dovecot, imap_user: str) -> Iterator[IMAPClient]:
+    """A second connection, as the mail server's other clients: APPENDs receipts and sent mail."""
+    client = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10)
+    client.login(imap_user, dovecot.users[imap_user])
+    for folder in ("Sent",):
+        if not client.folder_exists(folder):
+            client.create_folder(folder)
+    yield client
+    with contextlib.suppress(Exception):
+        client.logout()
+
+
+@pytest.fixture
+def smtp_sink() -> Iterator[SmtpSink]:
+    sink = SmtpSink().start()
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def mail_settings(dovecot: Dovecot, imap_user: str, smtp_sink: SmtpSink) -> MailSettings:
+    return MailSettings(
+        imap_host="127.0.0.1",
+        imap_port=dovecot.port,
+        imap_security="plain",
+        imap_username=imap_user,
+        imap_password=dovecot.users[imap_user],
+        imap_timeout_s=10,
+        receipts_folder="INBOX",
+        sent_folder="Sent",
+        idle_check_s=2.0,
+        reconnect_max_s=1.0,
+        smtp_host="127.0.0.1",
+        smtp_port=smtp_sink.port,
+        smtp_security="plain",
+        smtp_from="hub@sales.example.ru",
+        alert_backoff_s=0.05,
+        alert_backoff_max_s=0.2,
+    )
+
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+@pytest.fixture
+def crm(store_url: str) -> dict[str, int]:
+    """A rep, a client contact with an open deal, in a migrated store (SQLite and PostgreSQL)."""
+    return seed_crm(store_url)
+
+
+@pytest.fixture
+def crm_sqlite(sqlite_store: str) -> dict[str, int]:
+    return seed_crm(sqlite_store)
+
+
+def seed_crm(database_url: str) -> dict[str, int]:
+    from datetime import UTC, datetime
+
+    from hub.store.db import session_scope
+    from hub.store.models import Contact, Deal, Rep
+    from hub.store.upsert import upsert
+
+    with session_scope(database_url) as session:
+        upsert(
+            session,
+            Rep,
+            [
+                {"id": 1, "name": "Кузнецова Анна", "email": "rep1@sales.example.ru", "chat_id": "1001"},
+                {"id": 2, "name": "Соколов Дмитрий", "email": "rep2@sales.example.ru", "chat_id": None},
+            ],
+            key=["id"],
+        )
+        upsert(
+            session,
+            Contact,
+            [
+                {
+                    "id": 10,
+                    "source_ref": "C-10",
+                    "name": "Иванов Пётр",
+                    "email": "client@client.example.ru",
+                    "phone_e164": "+79161234567",
+                    "owner_rep_id": 1,
+                },
+                {
+                    "id": 11,
+                    "source_ref": "C-11",
+                    "name": "Anna Nowak",
+                    "email": "anna@client.example.pl",
+                    "phone_e164": None,
+                    "owner_rep_id": 2,
+                },
+            ],
+            key=["id"],
+        )
+        upsert(
+            session,
+            Deal,
+            [
+                {
+                    "id": 20,
+                    "source_ref": "D-20",
+                    "title": "Поставка оборудования",
+                    "stage": "proposal",
+                    "contact_id": 10,
+                    "rep_id": 1,
+                    "opened_at": datetime(2026, 11, 1, tzinfo=UTC),
+                }
+            ],
+            key=["id"],
+        )
+    return {"rep": 1, "rep2": 2, "contact": 10, "contact_pl": 11, "deal": 20}

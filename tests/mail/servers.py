@@ -1,0 +1,243 @@
+"""Real servers for the mail tests: Dovecot IMAP on a free loopback port with a throwaway
+configuration (run as an unprivileged system user), and aiosmtpd as the SMTP sink."""
+
+from __future__ import annotations
+
+import contextlib
+import email
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+DOVECOT = "/usr/sbin/dovecot"
+DOVECOT_USER = "dovecot"
+PASSWORD = "test-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout_s}s")
+
+
+def _ensure_user(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        subprocess.run(["useradd", "-r", "-M", "-s", "/usr/sbin/nologin", name], check=True)
+        return pwd.getpwnam(name)
+
+
+@dataclass
+class Dovecot:
+    """A running Dovecot; `add_user` creates a fresh mailbox account (one per test)."""
+
+    root: Path
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    users: dict[str, str] = field(default_factory=dict)
+
+    def start(self) -> None:
+        account = _ensure_user(DOVECOT_USER)
+        for sub in ("run", "state", "mail"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
+        (self.root / "dovecot.conf").write_text(self._config(account))
+        # The tree must belong to the unprivileged user that runs every Dovecot process.
+        self.root.chmod(0o755)
+        for path in [self.root, *self.root.rglob("*")]:
+            os.chown(path, account.pw_uid, account.pw_gid)
+        self.process = subprocess.Popen(
+            ["runuser", "-u", DOVECOT_USER, "--", DOVECOT, "-F", "-c", str(self.root / "dovecot.conf")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            _wait_for_port(self.port)
+        except RuntimeError:
+            self.stop()
+            raise RuntimeError(f"Dovecot did not start: {self.log()}") from None
+
+    def _config(self, account: pwd.struct_passwd) -> str:
+        root = self.root
+        return "\n".join(
+            [
+                f"base_dir = {root}/run",
+                f"state_dir = {root}/state",
+                f"log_path = {root}/dovecot.log",
+                "protocols = imap",
+                "listen = 127.0.0.1",
+                "ssl = no",
+                "disable_plaintext_auth = no",
+                "auth_mechanisms = plain login",
+                f"default_login_user = {DOVECOT_USER}",
+                f"default_internal_user = {DOVECOT_USER}",
+                f"default_internal_group = {DOVECOT_USER}",
+                f"first_valid_uid = {account.pw_uid}",
+                f"first_valid_gid = {account.pw_gid}",
+                f"mail_location = maildir:{root}/mail/%u",
+                # Any user name with this password: a fresh account per test, no reload races.
+                "passdb {",
+                "  driver = static",
+                f"  args = password={PASSWORD}",
+                "}",
+                "userdb {",
+                "  driver = static",
+                f"  args = uid={account.pw_uid} gid={account.pw_gid} home={root}/mail/%u",
+                "}",
+                "service imap-login {",
+                "  chroot =",
+                "  inet_listener imap {",
+                "    address = 127.0.0.1",
+                f"    port = {self.port}",
+                "  }",
+                "  inet_listener imaps {",
+                "    port = 0",
+                "  }",
+                "}",
+                "service anvil {",
+                "  chroot =",
+                "}",
+                "",
+            ]
+        )
+
+    def add_user(self, name: str) -> str:
+        self.users[name] = PASSWORD
+        return name
+
+    def maildir(self, user: str) -> Path:
+        return self.root / "mail" / user
+
+    def log(self) -> str:
+        path = self.root / "dovecot.log"
+        text = path.read_text(errors="replace")[-3000:] if path.exists() else ""
+        if self.process is not None and self.process.stderr is not None and self.process.poll() is not None:
+            text += self.process.stderr.read().decode(errors="replace")[-2000:]
+        return text
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+def dovecot_available() -> bool:
+    return Path(DOVECOT).exists() and shutil.which("runuser") is not None and os.geteuid() == 0
+
+
+class SmtpSink:
+    """aiosmtpd Controller that keeps every message it receives, with arrival times."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.messages: list[EmailMessage] = []
+        self.arrivals: list[float] = []
+        self.refuse = False
+        self._lock = threading.Condition()
+        self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if self.refuse:
+            return "451 4.3.0 try again later"
+        message = email.message_from_bytes(envelope.content, policy=policy.default)
+        with self._lock:
+            self.messages.append(message)  # type: ignore[arg-type]
+            self.arrivals.append(time.monotonic())
+            self._lock.notify_all()
+        return "250 OK"
+
+    def start(self) -> SmtpSink:
+        self.controller.start()
+        return self
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def wait_for(self, count: int, timeout_s: float = 10.0) -> list[EmailMessage]:
+        deadline = time.monotonic() + timeout_s
+        with self._lock:
+            while len(self.messages) < count and time.monotonic() < deadline:
+                self._lock.wait(timeout=max(0.0, deadline - time.monotonic()))
+            return list(self.messages)
+
+
+class TcpProxy:
+    """A loopback TCP proxy in front of a server; `cut()` drops every open connection at once
+    (the client sees EOF, as when a NAT or the network loses the session)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = int(self.listener.getsockname()[1])
+        self.connections: list[socket.socket] = []
+        self.accepted = 0
+        self._lock = threading.Lock()
+        self._closed = False
+        threading.Thread(target=self._accept_loop, daemon=True).start()
+
+    def _accept_loop(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            with self._lock:
+                self.connections += [client, upstream]
+                self.accepted += 1
+            threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
+            threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while chunk := src.recv(65536):
+                dst.sendall(chunk)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        with self._lock:
+            connections, self.connections = self.connections, []
+        for sock in connections:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        self.cut()
