@@ -1,0 +1,115 @@
+"""A local 1C:Enterprise standard OData server: $metadata, JSON entity sets with $filter on
+Date/Posted/DeletionMark, $top/$skip paging, HTTP Basic, and the faults 1C really shows (an HTML
+login page with status 200, 5xx, 429 with Retry-After, a cut-off body)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from hub.demo.accounting import render_metadata
+
+ROOT = "/acc/odata/standard.odata/"
+
+
+@dataclass
+class FakeOneC:
+    data: dict[str, list[dict[str, Any]]]
+    user: str = "odata"
+    password: str = "secret"
+    metadata_fields: dict[str, tuple[str, ...]] | None = None
+    html_login: bool = False
+    # Faults served before the real answers, per request: "503", "429", "truncated".
+    faults: list[str] = field(default_factory=list)
+    requests: list[str] = field(default_factory=list)
+    url: str = ""
+
+
+def _matches(row: dict[str, Any], filter_expr: str) -> bool:
+    since = filter_expr.split("'")[1]
+    return str(row["Date"]) >= since and row.get("Posted") is True and row.get("DeletionMark") is False
+
+
+def _handler(fake: FakeOneC) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:
+            pass
+
+        def _send(self, status: int, body: bytes, ctype: str, headers: dict[str, str] | None = None) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            fake.requests.append(unquote(self.path))
+            expected = "Basic " + base64.b64encode(f"{fake.user}:{fake.password}".encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                self._send(401, b"Unauthorized", "text/plain", {"WWW-Authenticate": 'Basic realm="1C"'})
+                return
+            if fake.html_login:
+                page = "<!DOCTYPE html><html><body>Вход в 1С:Предприятие</body></html>".encode()
+                self._send(200, page, "text/html; charset=utf-8")
+                return
+            if fake.faults:
+                fault = fake.faults.pop(0)
+                if fault == "503":
+                    self._send(503, b"Service Unavailable", "text/plain")
+                elif fault == "429":
+                    self._send(429, b"Too Many Requests", "text/plain", {"Retry-After": "0"})
+                else:
+                    self._send(200, b'{"odata.metadata": "x", "value": [{"Ref_Key": "', "application/json")
+                return
+            parts = urlsplit(self.path)
+            path = unquote(parts.path)
+            if not path.startswith(ROOT):
+                self._send(404, b"not found", "text/plain")
+                return
+            entity = path[len(ROOT) :]
+            if entity == "$metadata":
+                xml = render_metadata(fake.metadata_fields).encode()
+                self._send(200, xml, "application/xml; charset=utf-8")
+                return
+            query = {k: v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
+            if "$inlinecount" in query:
+                # What 1C does: paging options are silently ignored.
+                query.pop("$top", None)
+                query.pop("$skip", None)
+            if entity not in fake.data:
+                error = '<?xml version="1.0"?><m:error><m:message>Not found</m:message></m:error>'
+                self._send(400, error.encode(), "application/xml")
+                return
+            rows = fake.data[entity]
+            if "$filter" in query:
+                rows = [r for r in rows if _matches(r, query["$filter"])]
+            order = query.get("$orderby", "Ref_Key").split(",")
+            rows = sorted(rows, key=lambda r: tuple(str(r.get(k.strip().split(" ")[0], "")) for k in order))
+            skip = int(query.get("$skip", 0))
+            top = int(query.get("$top", len(rows) or 1))
+            body = {"odata.metadata": f"{fake.url}$metadata#{entity}", "value": rows[skip : skip + top]}
+            self._send(200, json.dumps(body, ensure_ascii=False).encode(), "application/json;charset=utf-8")
+
+    return Handler
+
+
+@contextmanager
+def serve(fake: FakeOneC) -> Iterator[FakeOneC]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
+    fake.url = f"http://127.0.0.1:{server.server_address[1]}{ROOT}"
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield fake
+    finally:
+        server.shutdown()
+        server.server_close()
