@@ -55,8 +55,8 @@ class RoutingSettings(Section):
     # Leads of one person from any source within this window are one lead with all its touches
     # (a form and a call the same day); a repeated form submission is not a new lead.
     duplicate_window_hours: int = Field(24, ge=0)
-    # Only reps on shift (in their own time zone) receive new leads; when nobody eligible is
-    # on shift the lead waits for the next run instead of going to someone who is off.
+    # Reps on shift (in their own time zone) get new leads first; when no qualified rep is on
+    # shift, a qualified rep off shift gets it (the reason says so) rather than it waiting.
     require_shift: bool = True
     # A returning contact goes to its owner while the owner is active and qualified, even
     # off shift (the owner calls back in the morning); False: the owner must be on shift too.

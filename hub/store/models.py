@@ -97,6 +97,8 @@ class Contact(Base):
     language: Mapped[str | None] = mapped_column(String(16))
     owner_rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
     owner_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Why the owner is who it is (first lead routed, redistributed from a deactivated rep...).
+    owner_reason: Mapped[str | None] = mapped_column(String(300))
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
@@ -157,6 +159,9 @@ class Lead(Base):
     routing_reason: Mapped[str | None] = mapped_column(String(300))
     # Set when a person assigned the lead in the CRM: routing never overwrites it.
     assignment_manual: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Every touch of one person within the window, this lead's own first (identity resolution):
+    # [{"source_system", "source_ref", "lead_id", "channel", "at"}]; later leads are duplicates.
+    touches: Mapped[list[Any] | None] = mapped_column(JSON)
     created_at: Mapped[datetime] = _created()
 
 
@@ -176,6 +181,8 @@ class Deal(Base):
     contact_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
     rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
     lead_id: Mapped[int | None] = mapped_column(ForeignKey("crm_leads.id"), index=True)
+    # Why the deal is with this rep when the hub moved it (a deactivated rep's deals).
+    assignment_reason: Mapped[str | None] = mapped_column(String(300))
     opened_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
