@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import leads, ops, site
+from assets import analytics, leads, ops, site
 from assets.resources import build_resources
 from hub.settings import load_settings
 
-ASSET_MODULES = [site, leads]
+ASSET_MODULES = [site, leads, analytics]
 
 settings = load_settings()
 
@@ -22,7 +22,7 @@ hub_main_job = ops.main_job()
 
 defs = Definitions(
     assets=all_assets,
-    asset_checks=ops.build_ops_checks(all_assets),
+    asset_checks=[*ops.build_ops_checks(all_assets), analytics.deals_move_only_forward],
     jobs=[hub_main_job, *source_jobs],
     schedules=[*source_schedules],
     sensors=[*ops.OPS_SENSORS, ops.hub_automation_sensor()],

@@ -23,9 +23,10 @@ DemoGenerator = Callable[[Session, Path, date, str], dict[str, Any]]
 
 
 def demo_generators() -> list[DemoGenerator]:
+    from hub.demo.analytics import generate_analytics_demo
     from hub.demo.site import generate_site_demo
 
-    return [generate_site_demo]
+    return [generate_site_demo, generate_analytics_demo]
 
 
 def demo_paths(project_dir: Path = PROJECT_DIR) -> dict[str, Path]:
