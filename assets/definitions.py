@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import analytics, leads, ops, site
+from assets import analytics, leads, ops, site, telephony
 from assets.resources import build_resources
 from hub.settings import load_settings
 
-ASSET_MODULES = [site, leads, analytics]
+ASSET_MODULES = [site, leads, analytics, telephony]
 
 settings = load_settings()
 
@@ -25,6 +25,6 @@ defs = Definitions(
     asset_checks=[*ops.build_ops_checks(all_assets), analytics.deals_move_only_forward],
     jobs=[hub_main_job, *source_jobs],
     schedules=[*source_schedules],
-    sensors=[*ops.OPS_SENSORS, ops.hub_automation_sensor()],
+    sensors=[*ops.OPS_SENSORS, ops.hub_automation_sensor(), *telephony.TELEPHONY_SENSORS],
     resources=build_resources(settings),
 )

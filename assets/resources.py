@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from connectors.site import LeadsSource, SiteLeadsApi, SiteLeadsSnapshot
 from hub.ops.alerts import OpsChannels
-from hub.settings import HubSettings, load_settings
+from hub.settings import HubSettings, TelephonySettings, load_settings
 from hub.store.db import session_scope
 
 
@@ -103,6 +103,38 @@ class OpsAlertsResource(ConfigurableResource):
         return f"{self.dagster_ui_url.rstrip('/')}/runs/{run_id}"
 
 
+class TelephonyResource(ConfigurableResource):
+    """Telephony providers' connection settings (secrets by EnvVar); the rest of the telephony
+    settings (lookback, tracking numbers, time zones) come from the hub's settings at run time."""
+
+    twilio_account_sid: str = ""
+    twilio_auth_token: str = ""
+    twilio_snapshot_file: str = ""
+    zadarma_api_key: str = ""
+    zadarma_api_secret: str = ""
+    cdr_dir: str = ""
+    cdr_file_glob: str = "*.csv"
+
+    def effective(self, settings: TelephonySettings) -> TelephonySettings:
+        return settings.model_copy(
+            update={
+                "twilio": settings.twilio.model_copy(
+                    update={
+                        "account_sid": self.twilio_account_sid,
+                        "auth_token": self.twilio_auth_token,
+                        "snapshot_file": self.twilio_snapshot_file,
+                    }
+                ),
+                "zadarma": settings.zadarma.model_copy(
+                    update={"api_key": self.zadarma_api_key, "api_secret": self.zadarma_api_secret}
+                ),
+                "asterisk": settings.asterisk.model_copy(
+                    update={"cdr_dir": self.cdr_dir, "file_glob": self.cdr_file_glob}
+                ),
+            }
+        )
+
+
 def secret(env_name: str, fallback: str = "") -> Any:
     """EnvVar when the variable is set (the UI shows only its name); else an empty value,
     which the resource reads as "not configured"."""
@@ -138,5 +170,14 @@ def build_resources(settings: HubSettings | None = None) -> dict[str, Any]:
             telegram_chat_id=settings.ops.telegram_chat_id,
             max_attempts=settings.ops.max_delivery_attempts,
             dagster_ui_url=settings.dagster_ui_url,
+        ),
+        "telephony": TelephonyResource(
+            twilio_account_sid=settings.telephony.twilio.account_sid,
+            twilio_auth_token=secret("HUB_TELEPHONY__TWILIO__AUTH_TOKEN"),
+            twilio_snapshot_file=settings.telephony.twilio.snapshot_file,
+            zadarma_api_key=settings.telephony.zadarma.api_key,
+            zadarma_api_secret=secret("HUB_TELEPHONY__ZADARMA__API_SECRET"),
+            cdr_dir=settings.telephony.asterisk.cdr_dir,
+            cdr_file_glob=settings.telephony.asterisk.file_glob,
         ),
     }

@@ -100,6 +100,7 @@ class TelegramTransport:
     """Bot API sendMessage; the recipient is the rep's chat id."""
 
     def __init__(self, bot_token: str, api_url: str = "https://api.telegram.org", timeout_s: float = 15.0):
+        self.bot_token = bot_token
         self.http = HttpClient(
             f"{api_url.rstrip('/')}/bot{bot_token}/",
             source="telegram",
@@ -110,7 +111,7 @@ class TelegramTransport:
 
     def send(self, alert: AlertOutbox) -> None:
         payload = {"chat_id": alert.recipient, "text": f"{alert.subject}\n\n{alert.body}"}
-        body = _post(self.http, "sendMessage", payload)
+        body = _post(self.http, "sendMessage", payload, self.bot_token)
         if isinstance(body, dict) and body.get("ok") is False:
             raise PermanentDeliveryError(f"telegram refused the message: {body.get('description')}")
 
@@ -129,20 +130,26 @@ class SlackTransport:
         )
 
     def send(self, alert: AlertOutbox) -> None:
-        _post(self.http, self.webhook_url, {"text": f"*{alert.subject}*\n{alert.body}"})
+        _post(self.http, self.webhook_url, {"text": f"*{alert.subject}*\n{alert.body}"}, self.webhook_url)
 
 
-def _post(http: HttpClient, path: str, payload: dict[str, object]) -> object:
+def _post(http: HttpClient, path: str, payload: dict[str, object], secret: str) -> object:
+    """POST and decode; the URL carries the credential (bot token, webhook path), so it is
+    taken out of every error message before the message is stored or logged."""
     try:
         response = http.post_json(path, payload)
     except PermanentSourceError as exc:
-        raise PermanentDeliveryError(str(exc)) from None
-    except TransientSourceError:
-        raise
+        raise PermanentDeliveryError(_redact(str(exc), secret)) from None
+    except TransientSourceError as exc:
+        raise TransientSourceError(_redact(str(exc), secret)) from None
     try:
         return response.json()
     except ValueError:
         return response.text
+
+
+def _redact(text: str, secret: str) -> str:
+    return text.replace(secret, "<secret>") if secret else text
 
 
 def transports_from_settings(mail: MailSettings) -> dict[str, Transport]:
@@ -198,11 +205,15 @@ def deliver_pending(
     kinds: tuple[str, ...] = MAIL_ALERT_KINDS,
 ) -> DeliveryStats:
     """Send every due alert of `kinds` once. Rows of a channel without a transport stay pending;
-    ops alerts (other kinds, other recipients) are left to hub.ops.alerts."""
+    ops alerts (other kinds, other recipients) are left to hub.ops.alerts. Rows are claimed one
+    at a time, right before sending, so a crash leaves at most one row in doubt."""
     policy = policy or RetryPolicy()
+    now = now or utcnow()
     stats = DeliveryStats()
-    claimed = _claim(database_url, list(transports), kinds, policy, now or utcnow(), limit)
-    for alert in claimed:
+    for alert_id in _due_ids(database_url, list(transports), kinds, now, limit):
+        alert = _claim(database_url, alert_id, policy, now)
+        if alert is None:
+            continue  # another deliverer took it
         try:
             transports[alert.channel].send(alert)
         except PermanentDeliveryError as exc:
@@ -229,51 +240,50 @@ def deliver_pending(
     return stats
 
 
-def _claim(
-    database_url: str,
-    channels: list[str],
-    kinds: tuple[str, ...],
-    policy: RetryPolicy,
-    now: datetime,
-    limit: int,
-) -> list[AlertOutbox]:
-    """Take due rows: each is moved to "sending" by a conditional UPDATE, so of two deliverers
-    only one claims a row (the other's UPDATE matches nothing)."""
+def _due(now: datetime) -> ColumnElement[bool]:
+    return and_(
+        AlertOutbox.status.in_(("pending", "sending")),
+        or_(AlertOutbox.next_attempt_at.is_(None), AlertOutbox.next_attempt_at <= now),
+    )
+
+
+def _due_ids(
+    database_url: str, channels: list[str], kinds: tuple[str, ...], now: datetime, limit: int
+) -> list[int]:
     if not channels:
         return []
-
-    def due() -> ColumnElement[bool]:
-        return and_(
-            AlertOutbox.status.in_(("pending", "sending")),
-            or_(AlertOutbox.next_attempt_at.is_(None), AlertOutbox.next_attempt_at <= now),
+    with session_scope(database_url) as session:
+        return list(
+            session.scalars(
+                select(AlertOutbox.id)
+                .where(_due(now), AlertOutbox.channel.in_(channels), AlertOutbox.kind.in_(kinds))
+                .order_by(AlertOutbox.id)
+                .limit(limit)
+            )
         )
 
+
+def _claim(database_url: str, alert_id: int, policy: RetryPolicy, now: datetime) -> AlertOutbox | None:
+    """Move one due row to "sending" with a lease by a conditional UPDATE: of two deliverers
+    only one claims it (the other's UPDATE matches nothing)."""
     with session_scope(database_url) as session:
-        ids = session.scalars(
-            select(AlertOutbox.id)
-            .where(due(), AlertOutbox.channel.in_(channels), AlertOutbox.kind.in_(kinds))
-            .order_by(AlertOutbox.id)
-            .limit(limit)
-        ).all()
-    claimed: list[AlertOutbox] = []
-    for alert_id in ids:
-        with session_scope(database_url) as session:
-            result = session.execute(
-                update(AlertOutbox)
-                .where(AlertOutbox.id == alert_id, due())
-                .values(
-                    status="sending",
-                    attempts=AlertOutbox.attempts + 1,
-                    next_attempt_at=now + timedelta(seconds=policy.lease_s),
-                )
+        result = session.execute(
+            update(AlertOutbox)
+            .where(AlertOutbox.id == alert_id, _due(now))
+            .values(
+                status="sending",
+                attempts=AlertOutbox.attempts + 1,
+                next_attempt_at=now + timedelta(seconds=policy.lease_s),
             )
-            if result.rowcount == 1:  # type: ignore[attr-defined]
-                row = session.get(AlertOutbox, alert_id)
-                if row is not None:
-                    session.refresh(row)
-                    session.expunge(row)
-                    claimed.append(row)
-    return claimed
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        row = session.get(AlertOutbox, alert_id)
+        if row is None:
+            return None
+        session.refresh(row)
+        session.expunge(row)
+        return row
 
 
 def _finish(

@@ -1,0 +1,139 @@
+"""`hub watch-mail`'s loop against a real Dovecot: an APPENDed receipt becomes an alert at the
+SMTP sink while the watcher holds IDLE; a dropped connection (EOF through a proxy, a server
+BYE) is reconnected and caught up from the cursor, with no receipt lost or alerted twice."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+from imapclient import IMAPClient
+from sqlalchemy import func, select
+
+from hub.alerts.deliver import transports_from_settings
+from hub.ingest.mail_watch import MailPassResult, MailWatcher
+from hub.settings import MailSettings
+from hub.store.db import session_scope
+from hub.store.models import AlertOutbox
+from tests.mail import samples
+from tests.mail.servers import DOVECOT_USER, Dovecot, SmtpSink, TcpProxy
+
+CLIENT = "client@client.example.ru"
+SENT_AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def proxy(dovecot: Dovecot) -> Iterator[TcpProxy]:
+    tcp = TcpProxy(dovecot.port)
+    yield tcp
+    tcp.close()
+
+
+def _start(watcher: MailWatcher) -> threading.Thread:
+    thread = threading.Thread(target=watcher.run, daemon=True)
+    thread.start()
+    return thread
+
+
+def _send_and_receipt(admin: IMAPClient, n: int) -> None:
+    message_id = f"<w{n}@sales.example.ru>"
+    admin.append("Sent", samples.sent_email(message_id, CLIENT, f"Offer {n}", when=SENT_AT))
+    # The watcher reads Sent on each pass: wait for that pass to be triggered by the receipt.
+    admin.append(
+        "INBOX", samples.rfc8098(message_id, CLIENT, f"Offer {n}", receipt_id=f"<rw{n}@client.example.ru>")
+    )
+
+
+def _wait(predicate, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_idle_alerts_and_survives_a_dropped_connection(
+    crm_sqlite: dict[str, int],
+    sqlite_store: str,
+    imap_admin: IMAPClient,
+    mail_settings: MailSettings,
+    smtp_sink: SmtpSink,
+    proxy: TcpProxy,
+) -> None:
+    settings = mail_settings.model_copy(update={"imap_port": proxy.port})
+    passes: list[MailPassResult] = []
+    watcher = MailWatcher(sqlite_store, settings, transports_from_settings(settings), on_pass=passes.append)
+    thread = _start(watcher)
+    try:
+        assert _wait(lambda: watcher.passes >= 1)
+        _send_and_receipt(imap_admin, 1)
+        assert len(smtp_sink.wait_for(1, timeout_s=15)) == 1
+
+        # The network drops the session mid-IDLE; a receipt lands while the watcher is away.
+        proxy.cut()
+        _send_and_receipt(imap_admin, 2)
+        assert len(smtp_sink.wait_for(2, timeout_s=20)) == 2
+        assert watcher.reconnects >= 1
+        assert proxy.accepted >= 2
+
+        _send_and_receipt(imap_admin, 3)
+        assert len(smtp_sink.wait_for(3, timeout_s=15)) == 3
+    finally:
+        watcher.stop()
+        thread.join(timeout=20)
+    assert not thread.is_alive()
+    keys = sorted(str(m["X-Hub-Alert-Key"]) for m in smtp_sink.messages)
+    assert keys == [f"email_opened:<w{n}@sales.example.ru>:smtp" for n in (1, 2, 3)]
+    with session_scope(sqlite_store) as session:
+        assert session.scalar(select(func.count()).where(AlertOutbox.status == "sent")) == 3
+
+
+def test_server_bye_during_idle_reconnects(
+    crm_sqlite: dict[str, int],
+    sqlite_store: str,
+    dovecot: Dovecot,
+    imap_user: str,
+    imap_admin: IMAPClient,
+    mail_settings: MailSettings,
+    smtp_sink: SmtpSink,
+) -> None:
+    watcher = MailWatcher(sqlite_store, mail_settings, transports_from_settings(mail_settings))
+    thread = _start(watcher)
+    try:
+        assert _wait(lambda: watcher.passes >= 1)
+        time.sleep(0.3)  # let it enter IDLE
+        # doveadm kick: the server sends BYE to the user's sessions and closes them.
+        kicked = subprocess.run(
+            [
+                "runuser",
+                "-u",
+                DOVECOT_USER,
+                "--",
+                "doveadm",
+                "-c",
+                str(dovecot.root / "dovecot.conf"),
+                "kick",
+                imap_user,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+        assert kicked.returncode == 0, kicked.stderr
+        # The kick closed every session of the user, the test's own one too.
+        admin = IMAPClient("127.0.0.1", port=dovecot.port, ssl=False, timeout=10)
+        admin.login(imap_user, dovecot.users[imap_user])
+        _send_and_receipt(admin, 7)
+        admin.logout()
+        assert len(smtp_sink.wait_for(1, timeout_s=20)) == 1
+        assert _wait(lambda: watcher.reconnects >= 1, timeout_s=5)
+        assert watcher.last_error is not None
+    finally:
+        watcher.stop()
+        thread.join(timeout=20)
+    assert len(smtp_sink.messages) == 1
