@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from hub.identity.match import (
     NAME_INDEPENDENT,
@@ -211,6 +212,7 @@ def cluster_records(records: list[MatchRecord], thresholds: MatchThresholds | No
     del pairs
     links.sort(key=lambda item: (item[0], item[1], item[2]))
     clusters = _Clusters(records)
+    accepted: dict[int, list[tuple[int, str]]] = defaultdict(list)
     for _, i, j, link in links:
         joined = clusters.union(i, j, thresholds, check_names=NAME_INDEPENDENT not in link.evidence)
         if joined is None:
@@ -221,11 +223,171 @@ def cluster_records(records: list[MatchRecord], thresholds: MatchThresholds | No
         result.links_accepted += 1
         kind = link.reason.split(" (")[0]
         result.reasons[kind] = result.reasons.get(kind, 0) + 1
-        for member, other in ((j, i), (i, j)):
-            if not result.reason_of[member]:
-                result.reason_of[member] = f"{records[other].ref}: {link.reason}"
+        accepted[i].append((j, link.reason))
+        accepted[j].append((i, link.reason))
     result.cluster_of = [clusters.find(i) for i in range(n)]
-    for i in range(n):
-        if result.cluster_of[i] == i:
-            result.reason_of[i] = ""  # the cluster's first record is what the others link to
+    # Each record's reason is the link by which it joins, walking out from the cluster's first row.
+    for root in sorted({result.cluster_of[i] for i in accepted}):
+        queue = [root]
+        seen = {root}
+        while queue:
+            current = queue.pop()
+            for other, reason in accepted.get(current, ()):
+                if other not in seen:
+                    seen.add(other)
+                    result.reason_of[other] = f"row {records[current].ref}: {reason}"
+                    queue.append(other)
+    return result
+
+
+# ---------------------------------------------------------------- contact lists in files
+
+# Header names (folded to lower case) recognized for each field when --columns does not say.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    "name": ("name", "full name", "full_name", "fullname", "fio", "фио", "контакт", "contact", "клиент",
+             "client", "imię i nazwisko", "imie i nazwisko", "контактное лицо"),
+    "first_name": ("first name", "first_name", "firstname", "given name", "имя", "imię", "imie"),
+    "middle_name": ("middle name", "middle_name", "patronymic", "отчество"),
+    "last_name": ("last name", "last_name", "lastname", "surname", "фамилия", "nazwisko"),
+    "phone": ("phone", "telephone", "tel", "телефон", "тел", "мобильный", "mobile", "telefon", "phone number"),
+    "email": ("email", "e-mail", "mail", "почта", "эл. почта", "электронная почта", "adres e-mail"),
+    "company": ("company", "organization", "organisation", "организация", "компания", "firma",
+                "nazwa firmy", "account"),
+    "tax_id": ("inn", "инн", "nip", "tax_id", "tax id", "vat"),
+    "city": ("city", "город", "miasto", "town"),
+}  # fmt: skip
+FIELDS = (*COLUMN_ALIASES, "ident", "extra")
+
+
+class DedupeInputError(ValueError):
+    """The file or the --columns mapping cannot be used; the message says what to change."""
+
+
+def parse_column_mapping(specs: Iterable[str]) -> dict[str, list[str]]:
+    """--columns "name=ФИО,phone=Телефон,extra=Дата рождения" (repeatable) into field -> columns."""
+    mapping: dict[str, list[str]] = {}
+    for spec in specs:
+        for item in spec.split(","):
+            if not item.strip():
+                continue
+            field_name, sep, column = item.partition("=")
+            field_name = field_name.strip().lower()
+            if not sep or field_name not in FIELDS or not column.strip():
+                raise DedupeInputError(
+                    f"--columns {item.strip()!r}: expected FIELD=COLUMN with FIELD one of {', '.join(FIELDS)}"
+                )
+            mapping.setdefault(field_name, []).append(column.strip())
+    return mapping
+
+
+def detect_columns(header: list[str], given: dict[str, list[str]]) -> dict[str, list[str]]:
+    """The given mapping, completed from recognized header names; every named column must exist."""
+    mapping = {k: list(v) for k, v in given.items()}
+    for columns in mapping.values():
+        for column in columns:
+            if column not in header:
+                raise DedupeInputError(
+                    f"column {column!r} is not in the file; its columns: {', '.join(header)}"
+                )
+    used = {c for cols in mapping.values() for c in cols}
+    lowered = {h.strip().lower(): h for h in header}
+    for field_name, aliases in COLUMN_ALIASES.items():
+        if field_name in mapping:
+            continue
+        for alias in aliases:
+            if alias in lowered and lowered[alias] not in used:
+                mapping[field_name] = [lowered[alias]]
+                used.add(lowered[alias])
+                break
+    if not any(f in mapping for f in ("name", "first_name", "last_name", "phone", "email")):
+        raise DedupeInputError(
+            "no name, phone or email column recognized: name them with --columns, e.g. "
+            "--columns name=ФИО,phone=Телефон,email=Почта"
+        )
+    return mapping
+
+
+def records_from_rows(
+    rows: list[dict[str, str]],
+    mapping: dict[str, list[str]],
+    default_region: str = "RU",
+    fold_provider_aliases: bool = False,
+) -> list[MatchRecord]:
+    """Rows of a contact list as match records; `ref` is the 1-based row number."""
+    from hub.identity.match import prepare_record
+
+    def value(row: dict[str, str], field_name: str) -> str | None:
+        parts = [(row.get(c) or "").strip() for c in mapping.get(field_name, [])]
+        text = " ".join(p for p in parts if p)
+        return text or None
+
+    records = []
+    for number, row in enumerate(rows, start=1):
+        name = value(row, "name")
+        if name is None:
+            parts = [value(row, f) for f in ("last_name", "first_name", "middle_name")]
+            name = " ".join(p for p in parts if p) or None
+        records.append(
+            prepare_record(
+                number,
+                name=name,
+                phone=value(row, "phone"),
+                email=value(row, "email"),
+                tax_id=value(row, "tax_id"),
+                company=value(row, "company"),
+                city=value(row, "city"),
+                ident=value(row, "ident"),
+                extra=tuple((row.get(c) or None) for c in mapping.get("extra", [])),
+                default_region=default_region,
+                fold_provider_aliases=fold_provider_aliases,
+            )
+        )
+    return records
+
+
+def read_table(path: str) -> tuple[list[str], list[dict[str, str]], str]:
+    """A CSV as spreadsheets export it: UTF-8 (with or without BOM) or Windows-1251, comma,
+    semicolon or tab. Returns header, rows and the delimiter."""
+    import csv
+
+    raw = Path(path).read_bytes()
+    for encoding in ("utf-8-sig", "cp1251"):
+        try:
+            text = raw.decode(encoding)
+            break
+        except UnicodeDecodeError:
+            continue
+    try:
+        delimiter = csv.Sniffer().sniff(text[:8192], delimiters=",;\t").delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.DictReader(text.splitlines(), delimiter=delimiter)
+    header = list(reader.fieldnames or [])
+    if not header:
+        raise DedupeInputError(f"{path}: no header row")
+    return header, [dict(row) for row in reader], delimiter
+
+
+def dedupe_file(
+    input_path: str,
+    output_path: str,
+    column_specs: Iterable[str] = (),
+    thresholds: MatchThresholds | None = None,
+    default_region: str = "RU",
+    fold_provider_aliases: bool = False,
+) -> DedupeResult:
+    """Cluster a contact list and write it back with `cluster_id` (the row number of the
+    cluster's first row) and `match_reason` (the row it links to and the evidence)."""
+    import csv
+
+    header, rows, delimiter = read_table(input_path)
+    mapping = detect_columns(header, parse_column_mapping(column_specs))
+    records = records_from_rows(rows, mapping, default_region, fold_provider_aliases)
+    result = cluster_records(records, thresholds)
+    with open(output_path, "w", encoding="utf-8-sig", newline="") as out:
+        writer = csv.writer(out, delimiter=delimiter)
+        writer.writerow([*header, "cluster_id", "match_reason"])
+        for index, row in enumerate(rows):
+            cluster = records[result.cluster_of[index]].ref
+            writer.writerow([*(row.get(h, "") for h in header), cluster, result.reason_of[index]])
     return result

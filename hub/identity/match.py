@@ -32,7 +32,7 @@ class MatchThresholds:
     # A name this similar links only with two corroborating fields.
     name_probable: float = 80.0
     # A phone or email seen with this many different names belongs to a company, not a person.
-    shared_key_names: int = 3
+    shared_key_names: int = 2
     # Blocks larger than this are split further or skipped: keeps the cost near-linear.
     max_block: int = 100
 
