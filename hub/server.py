@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from connectors.site import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_webhook
+from hub.ingest.mail_pixel import pixel_routes
 from hub.ingest.site import accept_webhook
 from hub.settings import HubSettings
 
@@ -85,7 +86,7 @@ async def health(_: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-ROUTE_BUILDERS: list[Callable[[HubSettings], list[Route]]] = [site_webhook_routes]
+ROUTE_BUILDERS: list[Callable[[HubSettings], list[Route]]] = [site_webhook_routes, pixel_routes]
 
 
 def create_app(settings: HubSettings) -> Starlette:
