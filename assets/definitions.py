@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import analytics, leads, ops, site, telephony
+from assets import accounting, analytics, leads, ops, site, telephony
 from assets.resources import build_resources
 from hub.settings import load_settings
 
-ASSET_MODULES = [site, leads, analytics, telephony]
+ASSET_MODULES = [site, leads, analytics, telephony, accounting]
 
 settings = load_settings()
 
@@ -22,9 +22,18 @@ hub_main_job = ops.main_job()
 
 defs = Definitions(
     assets=all_assets,
-    asset_checks=[*ops.build_ops_checks(all_assets), analytics.deals_move_only_forward],
+    asset_checks=[
+        *ops.build_ops_checks(all_assets),
+        analytics.deals_move_only_forward,
+        *accounting.ACCOUNTING_CHECKS,
+    ],
     jobs=[hub_main_job, *source_jobs],
     schedules=[*source_schedules],
-    sensors=[*ops.OPS_SENSORS, ops.hub_automation_sensor(), *telephony.TELEPHONY_SENSORS],
+    sensors=[
+        *ops.OPS_SENSORS,
+        ops.hub_automation_sensor(),
+        *telephony.TELEPHONY_SENSORS,
+        *accounting.ACCOUNTING_SENSORS,
+    ],
     resources=build_resources(settings),
 )

@@ -12,6 +12,7 @@ from dagster import ConfigurableResource, EnvVar
 from pydantic import Field
 from sqlalchemy.orm import Session
 
+from connectors.onec_odata import AccountingSource, OneCOData, OneCSnapshot
 from connectors.site import LeadsSource, SiteLeadsApi, SiteLeadsSnapshot
 from hub.ops.alerts import OpsChannels
 from hub.settings import HubSettings, TelephonySettings, load_settings
@@ -135,6 +136,43 @@ class TelephonyResource(ConfigurableResource):
         )
 
 
+class AccountingResource(ConfigurableResource):
+    """Accounting: the 1C base over OData (or a recording of it), the watched statements folder
+    and the payments CSV folder."""
+
+    odata_url: str = ""
+    odata_user: str = ""
+    odata_password: str = ""
+    odata_snapshot_file: str = ""
+    odata_page_size: int = 500
+    invoice_due_field: str = "СрокОплаты"
+    default_payment_terms_days: int = 5
+    statements_dir: str = ""
+    payments_csv_dir: str = ""
+    timeout_s: float = 60.0
+    verify_tls: bool = True
+
+    def odata_source(self, timezone: str) -> AccountingSource | None:
+        options: dict[str, Any] = {
+            "timezone": timezone,
+            "page_size": self.odata_page_size,
+            "due_field": self.invoice_due_field,
+            "default_terms_days": self.default_payment_terms_days,
+        }
+        if self.odata_snapshot_file:
+            return OneCSnapshot(self.odata_snapshot_file, **options)
+        if self.odata_url:
+            return OneCOData(
+                self.odata_url,
+                self.odata_user,
+                self.odata_password,
+                timeout_s=self.timeout_s,
+                verify_tls=self.verify_tls,
+                **options,
+            )
+        return None
+
+
 def secret(env_name: str, fallback: str = "") -> Any:
     """EnvVar when the variable is set (the UI shows only its name); else an empty value,
     which the resource reads as "not configured"."""
@@ -179,5 +217,18 @@ def build_resources(settings: HubSettings | None = None) -> dict[str, Any]:
             zadarma_api_secret=secret("HUB_TELEPHONY__ZADARMA__API_SECRET"),
             cdr_dir=settings.telephony.asterisk.cdr_dir,
             cdr_file_glob=settings.telephony.asterisk.file_glob,
+        ),
+        "accounting": AccountingResource(
+            odata_url=settings.accounting.odata_url,
+            odata_user=settings.accounting.odata_user,
+            odata_password=secret("HUB_ACCOUNTING__ODATA_PASSWORD"),
+            odata_snapshot_file=settings.accounting.odata_snapshot_file,
+            odata_page_size=settings.accounting.odata_page_size,
+            invoice_due_field=settings.accounting.invoice_due_field,
+            default_payment_terms_days=settings.accounting.default_payment_terms_days,
+            statements_dir=settings.accounting.statements_dir,
+            payments_csv_dir=settings.accounting.payments_csv_dir,
+            timeout_s=settings.accounting.timeout_s,
+            verify_tls=settings.accounting.verify_tls,
         ),
     }

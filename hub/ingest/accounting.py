@@ -190,20 +190,26 @@ def _ref(raw: Any) -> str | None:
 # ---------------------------------------------------------------- sources
 
 
-def sync_odata(database_url: str, source: AccountingSource, since: str) -> IngestStats:
-    """Counterparties, then invoices and payments changed since the cursor, page by page. The
-    cursor is the newest document date seen, re-read inclusively (rows dedupe by key)."""
+def sync_odata(
+    database_url: str, source: AccountingSource, since: str, kinds: tuple[str, ...] = ("invoices", "payments")
+) -> IngestStats:
+    """Counterparties (with the invoices), then invoices and/or payments changed since the cursor,
+    page by page. The cursor is the newest document date seen, re-read inclusively (rows dedupe
+    by key)."""
     stats = IngestStats()
     source.validate()
     with session_scope(database_url) as session:
         cursor = load_cursor(session, ODATA_SOURCE)
     start = {kind: cursor.get(kind, since) for kind in ("invoices", "payments")}
-    with session_scope(database_url) as session:
-        write_counterparties(session, ODATA_SOURCE, source.counterparties(), stats)
-    for kind, pages, writer in (
-        ("invoices", source.invoice_pages, write_invoices),
-        ("payments", source.payment_pages, write_payments),
-    ):
+    if "invoices" in kinds:
+        with session_scope(database_url) as session:
+            write_counterparties(session, ODATA_SOURCE, source.counterparties(), stats)
+    readers = {
+        "invoices": (source.invoice_pages, write_invoices),
+        "payments": (source.payment_pages, write_payments),
+    }
+    for kind in kinds:
+        pages, writer = readers[kind]
         newest = start[kind]
         with session_scope(database_url) as session:
             parties = {
@@ -270,27 +276,34 @@ def sync_statement_file(database_url: str, path: Path, our_accounts: Iterable[st
     return stats
 
 
-def _remember(session: Session, path: Path, size: int) -> None:
-    cursor = load_cursor(session, STATEMENT_SOURCE)
+def _remember(session: Session, path: Path, size: int, source: str = STATEMENT_SOURCE) -> None:
+    cursor = load_cursor(session, source)
     cursor[path.name] = size
-    save_cursor(session, STATEMENT_SOURCE, cursor)
+    save_cursor(session, source, cursor)
 
 
-def new_statement_files(database_url: str, folder: str | Path) -> list[Path]:
-    """Statement files in the folder not yet read at their current size (a file still being
-    written is read again once it grows)."""
+def new_files(
+    database_url: str,
+    folder: str | Path,
+    source: str = STATEMENT_SOURCE,
+    suffixes: tuple[str, ...] = (".txt", ".1c", ""),
+) -> list[Path]:
+    """Files in the folder not yet read at their current size (a file still being written, or
+    re-exported with more payments, is read again once it has grown)."""
     directory = Path(folder)
     if not directory.is_dir():
         return []
     with session_scope(database_url) as session:
-        seen = load_cursor(session, STATEMENT_SOURCE)
+        seen = load_cursor(session, source)
     return [
         path
         for path in sorted(directory.iterdir())
-        if path.is_file()
-        and path.suffix.lower() in (".txt", ".1c", "")
-        and seen.get(path.name) != path.stat().st_size
+        if path.is_file() and path.suffix.lower() in suffixes and seen.get(path.name) != path.stat().st_size
     ]
+
+
+def new_statement_files(database_url: str, folder: str | Path) -> list[Path]:
+    return new_files(database_url, folder)
 
 
 def sync_statement_dir(database_url: str, folder: str | Path, our_accounts: Iterable[str]) -> IngestStats:
@@ -308,4 +321,12 @@ def sync_csv_file(database_url: str, path: Path, kind: str) -> IngestStats:
     writer = write_invoices if kind == "invoices" else write_payments
     with session_scope(database_url) as session:
         writer(session, source, [record for _row, record in reader(path)], stats)
+        _remember(session, path, path.stat().st_size, source)
+    return stats
+
+
+def sync_payments_csv_dir(database_url: str, folder: str | Path) -> IngestStats:
+    stats = IngestStats()
+    for path in new_files(database_url, folder, CSV_PAYMENTS_SOURCE, (".csv",)):
+        stats.merge(sync_csv_file(database_url, path, "payments"))
     return stats

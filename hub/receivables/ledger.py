@@ -106,9 +106,11 @@ def load_items(session: Session, as_of: date) -> tuple[list[InvoiceItem], list[P
     return invoices, payments
 
 
-def reconcile(session: Session, as_of: date, fifo: bool = False) -> tuple[ReconcileStats, MatchResult]:
+def reconcile(
+    session: Session, as_of: date, fifo: bool = False, with_receivables: bool = True
+) -> tuple[ReconcileStats, MatchResult]:
     """Match every payment made up to `as_of` and write allocations, the unmatched queue, invoice
-    statuses and the receivables as of that date."""
+    statuses and (unless the caller writes them itself) the receivables as of that date."""
     invoices, payments = load_items(session, as_of)
     existing = session.scalars(select(PaymentAllocation)).all()
     fixed = [
@@ -121,7 +123,8 @@ def reconcile(session: Session, as_of: date, fifo: bool = False) -> tuple[Reconc
     _write_allocations(session, result, existing, stats)
     _write_unmatched(session, result, stats)
     stats.statuses_changed = _write_statuses(session, result, as_of)
-    write_receivables(session, as_of)
+    if with_receivables:
+        write_receivables(session, as_of)
     stats.by_method = result.payments_by_method()
     stats.allocated_by_method = {m: str(from_kopecks(v)) for m, v in result.allocated_by_method().items()}
     return stats, result

@@ -197,7 +197,7 @@ def test_cursor_rereads_from_the_newest_date_and_writes_nothing_twice(sqlite_sto
 def test_html_login_page_with_status_200_is_a_credentials_error() -> None:
     with serve(FakeOneC(_base_data(), html_login=True)) as fake:
         client = _client(fake)
-        with pytest.raises(CredentialError, match="HTML page.*HUB_ACCOUNTING__ODATA_USER"):
+        with pytest.raises(CredentialError, match=r"HTML page.*HUB_ACCOUNTING__ODATA_USER"):
             client.validate()
         with pytest.raises(CredentialError, match="HTML page"):
             list(client.counterparties())
@@ -213,9 +213,11 @@ def test_wrong_password_names_the_setting() -> None:
 def test_missing_entity_or_field_in_metadata_fails_before_reading(sqlite_store: str) -> None:
     fields = {k: v for k, v in REQUIRED_FIELDS.items() if k != PAYMENTS}
     fields[INVOICES] = tuple(f for f in REQUIRED_FIELDS[INVOICES] if f != "СуммаДокумента")
-    with serve(FakeOneC(_base_data(), metadata_fields=fields)) as fake:
-        with pytest.raises(PermanentSourceError) as caught:
-            sync_odata(sqlite_store, _client(fake), "2024-01-01")
+    with (
+        serve(FakeOneC(_base_data(), metadata_fields=fields)) as fake,
+        pytest.raises(PermanentSourceError) as caught,
+    ):
+        sync_odata(sqlite_store, _client(fake), "2024-01-01")
     message = str(caught.value)
     assert f"entity {PAYMENTS} is not published" in message
     assert (
@@ -232,9 +234,8 @@ def test_5xx_429_and_cut_bodies_are_retried() -> None:
 
 
 def test_a_server_that_keeps_failing_is_a_transient_error() -> None:
-    with serve(FakeOneC(_base_data(), faults=["503"] * 10)) as fake:
-        with pytest.raises(TransientSourceError):
-            list(_client(fake).counterparties())
+    with serve(FakeOneC(_base_data(), faults=["503"] * 10)) as fake, pytest.raises(TransientSourceError):
+        list(_client(fake).counterparties())
 
 
 def test_recording_replays_the_same_records_as_the_server(tmp_path) -> None:  # type: ignore[no-untyped-def]
