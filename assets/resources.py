@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 from connectors.onec_odata import AccountingSource, OneCOData, OneCSnapshot
 from connectors.site import LeadsSource, SiteLeadsApi, SiteLeadsSnapshot
 from hub.ops.alerts import OpsChannels
-from hub.settings import HubSettings, TelephonySettings, load_settings
+from hub.settings import HubSettings, MailSettings, TelephonySettings, load_settings
 from hub.store.db import session_scope
 
 
@@ -173,6 +173,26 @@ class AccountingResource(ConfigurableResource):
         return None
 
 
+class MailResource(ConfigurableResource):
+    """The mail source's secrets (IMAP and SMTP passwords, chat credentials) passed by EnvVar;
+    every other mail setting comes from the hub's settings when a run starts."""
+
+    imap_password: str = ""
+    smtp_password: str = ""
+    telegram_bot_token: str = ""
+    slack_webhook_url: str = ""
+
+    def effective(self, settings: MailSettings) -> MailSettings:
+        return settings.model_copy(
+            update={
+                "imap_password": self.imap_password,
+                "smtp_password": self.smtp_password,
+                "telegram_bot_token": self.telegram_bot_token,
+                "slack_webhook_url": self.slack_webhook_url,
+            }
+        )
+
+
 def secret(env_name: str, fallback: str = "") -> Any:
     """EnvVar when the variable is set (the UI shows only its name); else an empty value,
     which the resource reads as "not configured"."""
@@ -208,6 +228,12 @@ def build_resources(settings: HubSettings | None = None) -> dict[str, Any]:
             telegram_chat_id=settings.ops.telegram_chat_id,
             max_attempts=settings.ops.max_delivery_attempts,
             dagster_ui_url=settings.dagster_ui_url,
+        ),
+        "mail": MailResource(
+            imap_password=secret("HUB_MAIL__IMAP_PASSWORD"),
+            smtp_password=secret("HUB_MAIL__SMTP_PASSWORD"),
+            telegram_bot_token=secret("HUB_MAIL__TELEGRAM_BOT_TOKEN"),
+            slack_webhook_url=secret("HUB_MAIL__SLACK_WEBHOOK_URL"),
         ),
         "telephony": TelephonyResource(
             twilio_account_sid=settings.telephony.twilio.account_sid,

@@ -11,7 +11,7 @@ import click
 from hub.settings import SettingsError
 
 # Modules defining `register(main, inspect)`; one per domain.
-COMMAND_MODULES = ["hub.cli.core", "hub.cli.site", "hub.cli.telephony", "hub.cli.identity"]
+COMMAND_MODULES = ["hub.cli.core", "hub.cli.site", "hub.cli.telephony", "hub.cli.identity", "hub.cli.accounting"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
