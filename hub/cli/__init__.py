@@ -11,7 +11,14 @@ import click
 from hub.settings import SettingsError
 
 # Modules defining `register(main, inspect)`; one per domain.
-COMMAND_MODULES = ["hub.cli.core", "hub.cli.site", "hub.cli.telephony", "hub.cli.identity", "hub.cli.accounting"]
+COMMAND_MODULES = [
+    "hub.cli.core",
+    "hub.cli.site",
+    "hub.cli.telephony",
+    "hub.cli.identity",
+    "hub.cli.accounting",
+    "hub.cli.analytics",
+]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
