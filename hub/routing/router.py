@@ -112,6 +112,7 @@ class RepPool:
         lead_weight: float = 1.0,
     ) -> None:
         self.lead_weight = lead_weight
+        self.sequence = 0
         self.reps = {r.id: r for r in reps if r.active and r.capacity > 0}
         self.loads = {rep_id: loads.get(rep_id, 0.0) for rep_id in self.reps}
         self.now = now
@@ -177,7 +178,9 @@ class RepPool:
         round-robin (an owner receiving its own contact does not lose its turn)."""
         self.loads[rep.id] = self.loads.get(rep.id, 0.0) + weight
         if rotate:
-            rep.last_assigned_at = self.now
+            # A microsecond per assignment keeps the order of a run's assignments for the next run.
+            self.sequence += 1
+            rep.last_assigned_at = self.now + timedelta(microseconds=self.sequence)
         self.version[rep.id] += 1
         entry = self._entry(rep.id)
         for heap in self.heaps_of[rep.id]:
