@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import accounting, analytics, leads, ops, site, telephony
+from assets import accounting, analytics, leads, mail, ops, site, telephony
 from assets.resources import build_resources
 from hub.settings import load_settings
 
-ASSET_MODULES = [site, leads, analytics, telephony, accounting]
+ASSET_MODULES = [site, leads, analytics, telephony, accounting, mail]
 
 settings = load_settings()
 
@@ -34,6 +34,7 @@ defs = Definitions(
         ops.hub_automation_sensor(),
         *telephony.TELEPHONY_SENSORS,
         *accounting.ACCOUNTING_SENSORS,
+        *mail.MAIL_SENSORS,
     ],
     resources=build_resources(settings),
 )

@@ -14,6 +14,7 @@ from hub.settings import SettingsError
 COMMAND_MODULES = [
     "hub.cli.core",
     "hub.cli.site",
+    "hub.cli.mail",
     "hub.cli.telephony",
     "hub.cli.identity",
     "hub.cli.accounting",

@@ -1,0 +1,159 @@
+"""Dagster assets of the mail source: `mail_receipts` (sent mail and read receipts into the CRM,
+opens, call-now tasks, outbox rows), `mail_alerts` (delivery), a sensor for alerts that fell due,
+and the observations `hub watch-mail` reports so its in-process work shows in the UI."""
+
+from datetime import timedelta
+
+from dagster import (
+    AssetExecutionContext,
+    AssetKey,
+    AssetObservation,
+    DagsterInstance,
+    DefaultSensorStatus,
+    MaterializeResult,
+    MetadataValue,
+    RunRequest,
+    SensorEvaluationContext,
+    SkipReason,
+    asset,
+    sensor,
+)
+from sqlalchemy import func, or_, select
+
+from assets.metadata import ingest_metadata, markdown_table
+from assets.resources import HubSettingsResource, MailResource, StoreResource
+from assets.retries import TRANSIENT_RETRY_POLICY, fail_fast_on_permanent_errors
+from hub.alerts.deliver import MAIL_ALERT_KINDS, deliver_pending, transports_from_settings
+from hub.ingest.mail_watch import MailPassResult, imap_mailbox, retry_policy, run_mail_pass
+from hub.store.models import AlertOutbox, MailReceipt
+from hub.timeutil import utcnow
+
+MAIL_RECEIPTS = AssetKey("mail_receipts")
+
+
+@asset(
+    group_name="mail",
+    owners=["team:sales-ops"],
+    kinds={"python", "sql", "email"},
+    tags={"source": "mail"},
+    retry_policy=TRANSIENT_RETRY_POLICY,
+    description="Sent emails (Sent folder) recorded as email_sent activities and read receipts (RFC 8098, "
+    "Thunderbird, Outlook in any language, plain text) correlated to them: one email_opened activity per "
+    "sent email, a call-now task and an outbox alert on the first open. Catches up whatever `hub "
+    "watch-mail` missed, from the same cursors. Uncorrelated receipts wait in hub_mail_receipts.",
+)
+@fail_fast_on_permanent_errors
+def mail_receipts(
+    context: AssetExecutionContext,
+    store: StoreResource,
+    mail: MailResource,
+    hub_settings: HubSettingsResource,
+) -> MaterializeResult:
+    settings = mail.effective(hub_settings.load().mail)
+    mailbox = imap_mailbox(settings) if settings.imap_host else None
+    try:
+        result = run_mail_pass(store.database_url, settings, mailbox, transports=None)
+    finally:
+        if mailbox is not None:
+            mailbox.close()
+    if mailbox is None and not settings.maildir:
+        context.log.info("no mailbox is configured (docs/mail.md)")
+    with store.session() as session:
+        queue = session.scalar(
+            select(func.count()).select_from(MailReceipt).where(MailReceipt.status == "uncorrelated")
+        )
+    return MaterializeResult(metadata=pass_metadata(result, uncorrelated_queue=int(queue or 0)))
+
+
+def pass_metadata(result: MailPassResult, **extra: object) -> dict[str, object]:
+    receipts = result.receipts
+    return ingest_metadata(
+        receipts,
+        sent_emails_read=result.sent.rows_in,
+        sent_emails_written=result.sent.written,
+        opened=int(receipts.extra.get("opened", 0)) + int(result.queue.extra.get("opened", 0)),
+        not_read=int(receipts.extra.get("not_read", 0)),
+        correlated_from_queue=result.queue.written,
+        uidvalidity_rescan=result.rescanned,
+        **extra,
+    )
+
+
+@asset(
+    group_name="mail",
+    owners=["team:sales-ops"],
+    kinds={"python", "email"},
+    deps=[MAIL_RECEIPTS],
+    description="Alerts to reps ('client opened your email — call now') sent from hub_alert_outbox by SMTP, "
+    "Telegram or Slack exactly once, with retries and backoff; quiet hours postpone them.",
+)
+def mail_alerts(
+    context: AssetExecutionContext,
+    store: StoreResource,
+    mail: MailResource,
+    hub_settings: HubSettingsResource,
+) -> MaterializeResult:
+    settings = mail.effective(hub_settings.load().mail)
+    stats = deliver_pending(store.database_url, transports_from_settings(settings), retry_policy(settings))
+    for error in stats.errors[:5]:
+        context.log.warning("alert not delivered: %s", error)
+    with store.session() as session:
+        by_status = dict(
+            session.execute(
+                select(AlertOutbox.status, func.count())
+                .where(AlertOutbox.kind.in_(MAIL_ALERT_KINDS))
+                .group_by(AlertOutbox.status)
+            ).all()
+        )
+    return MaterializeResult(
+        metadata={
+            "sent": stats.sent,
+            "retried": stats.retried,
+            "failed": stats.failed,
+            "outbox_by_status": markdown_table(
+                [{"status": k, "alerts": v} for k, v in sorted(by_status.items())]
+            ),
+        }
+    )
+
+
+@sensor(
+    target=[AssetKey("mail_alerts")],
+    minimum_interval_seconds=30,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Delivers alerts that fell due without a watcher to send them: quiet hours ended, a "
+    "retry's backoff passed, or `hub watch-mail` is not running. One run per set of due alerts.",
+)
+def mail_alerts_due_sensor(context: SensorEvaluationContext, store: StoreResource) -> RunRequest | SkipReason:
+    now = utcnow()
+    with store.session() as session:
+        due = session.execute(
+            select(func.count(), func.max(AlertOutbox.id)).where(
+                AlertOutbox.kind.in_(MAIL_ALERT_KINDS),
+                AlertOutbox.status == "pending",
+                or_(AlertOutbox.next_attempt_at.is_(None), AlertOutbox.next_attempt_at <= now),
+            )
+        ).one()
+    count, newest = int(due[0] or 0), due[1]
+    if not count:
+        return SkipReason("no mail alert is due")
+    # The same due set in the same minute asks once; the outbox makes a repeat harmless anyway.
+    return RunRequest(run_key=f"alerts-{newest}-{count}-{now:%Y%m%d%H%M}")
+
+
+MAIL_SENSORS = [mail_alerts_due_sensor]
+
+
+def report_watcher_pass(instance: DagsterInstance, result: MailPassResult, elapsed: timedelta) -> None:
+    """Show a `hub watch-mail` pass in the UI as an observation of the receipts asset (the watcher
+    runs outside Dagster runs, so it observes rather than materializes)."""
+    metadata = {
+        key: value
+        for key, value in pass_metadata(result).items()
+        if isinstance(value, (int, float, bool, str, MetadataValue))
+    }
+    metadata["alerts_sent"] = result.delivery.sent
+    metadata["alerts_retried"] = result.delivery.retried
+    metadata["pass_seconds"] = MetadataValue.float(round(elapsed.total_seconds(), 3))
+    metadata["reported_by"] = "hub watch-mail"
+    instance.report_runless_asset_event(AssetObservation(asset_key=MAIL_RECEIPTS, metadata=metadata))
