@@ -19,7 +19,7 @@ from connectors.asterisk_cdr import PROVIDER as ASTERISK
 from connectors.asterisk_cdr import CdrOptions, read_cdr
 from connectors.pbx import CallPage, CallSource, RejectedRecord
 from hub.identity.normalize import normalize_phone
-from hub.identity.resolve import find_contact
+from hub.identity.resolve import live_contact
 from hub.ingest.stats import IngestStats
 from hub.masking import mask_phone
 from hub.settings import TelephonySettings
@@ -78,12 +78,13 @@ def e164_of(number: str | None, region: str) -> str | None:
     return phone.e164 if phone else None
 
 
-@lru_cache(maxsize=100_000)
 def _region_of(e164: str) -> str | None:
-    try:
-        return phonenumbers.region_code_for_number(phonenumbers.parse(e164))
-    except phonenumbers.NumberParseException:
-        return None
+    """The main region of the number's country code (+7: RU); codes are prefix-free."""
+    for size in (1, 2, 3):
+        regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(int(e164[1 : 1 + size] or 0))
+        if regions:
+            return regions[0]
+    return None
 
 
 def write_calls(session: Session, calls: list[Call], maps: CallMaps) -> IngestStats:
@@ -122,23 +123,25 @@ def _existing_refs(session: Session, provider: str, refs: list[str]) -> set[str]
 
 
 def _known_contacts(session: Session, numbers: Iterable[str]) -> dict[str, Contact]:
-    """The contact behind each number that has one; one query finds which numbers are known."""
+    """The contact behind each number that has one, as `find_contact` finds it (the oldest
+    contact indexed by the number, followed to where it was merged), for a batch at once."""
     wanted = sorted(set(numbers))
-    known: set[str] = set()
+    contacts: dict[str, Contact] = {}
     for start in range(0, len(wanted), _IN_CHUNK):
-        known.update(
-            session.scalars(
-                select(ContactIdentifier.value).where(
-                    ContactIdentifier.kind == "phone",
-                    ContactIdentifier.value.in_(wanted[start : start + _IN_CHUNK]),
-                )
+        rows = session.execute(
+            select(ContactIdentifier.value, Contact)
+            .join(Contact, ContactIdentifier.contact_id == Contact.id)
+            .where(
+                ContactIdentifier.kind == "phone",
+                ContactIdentifier.value.in_(wanted[start : start + _IN_CHUNK]),
             )
-        )
-    contacts = {}
-    for number in known:
-        contact = find_contact(session, "phone", number)
-        if contact is not None:
-            contacts[number] = contact
+            .order_by(ContactIdentifier.value, Contact.id)
+        ).all()
+        for number, contact in rows:
+            if number not in contacts:
+                live = live_contact(session, contact) if contact.merged_into_id else contact
+                if live is not None:
+                    contacts[number] = live
     return contacts
 
 
