@@ -181,3 +181,16 @@ def test_backfill_rereads_a_range_without_duplicates(crm_sqlite: str, tmp_path: 
     with session_scope(crm_sqlite) as session:
         assert load_cursor(session, cursor_name("asterisk")) == before
         assert session.scalar(select(func.count()).select_from(Activity)) == 5
+
+
+def test_a_rotated_file_is_read_from_its_start(crm_sqlite: str, tmp_path: Path) -> None:
+    folder = tmp_path / "cdr"
+    folder.mkdir()
+    settings = cdr_settings(folder)
+    write_cdr(folder / "Master.csv", ROWS)
+    assert sync_cdr_dir(crm_sqlite, settings, "RU", "Europe/Moscow").written == 5
+    # logrotate moved yesterday's file away; the PBX started a new, shorter Master.csv.
+    (folder / "Master.csv").rename(tmp_path / "Master.csv.1")
+    write_cdr(folder / "Master.csv", [ROWS[3].replace("1772705200.6", "1772791600.1")])
+    rotated = sync_cdr_dir(crm_sqlite, settings, "RU", "Europe/Moscow")
+    assert rotated.written == 1 and rotated.unchanged == 0
