@@ -157,7 +157,7 @@ def stage_table(
                 "median_days_in_stage": float(days.median()) if len(days) else None,
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows).astype({"conversion": float, "median_days_in_stage": float})
 
 
 def summary_row(
