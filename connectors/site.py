@@ -12,10 +12,10 @@ Webhook posts carry `X-Hub-Timestamp: <unix seconds>` and
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import hmac
-import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -143,38 +143,48 @@ CSV_COLUMN_ALIASES = {
 
 
 def read_leads_csv(path: str | Path, start_row: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a leads CSV export as (row number, record), from `start_row` on. The delimiter
-    (comma or semicolon) is detected; a missing `id` is derived from the row's content so that
-    importing the same export twice writes nothing new."""
-    raw = Path(path).read_bytes()
-    text = _decode(raw)
-    sample = text[:4096]
-    delimiter = ";" if sample.count(";") > sample.count(",") else ","
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    for row_number, row in enumerate(reader, start=1):
-        if row_number <= start_row:
-            continue
-        record: dict[str, Any] = {}
-        for column, value in row.items():
-            if column is None:  # more cells than headers
-                record["_extra_cells"] = value
+    """Rows of a leads CSV export as (row number, record), from `start_row` on, streamed (a
+    million-row export is not held in memory). The delimiter (comma or semicolon) is detected;
+    a missing `id` is derived from the row's content so that importing the same export twice
+    writes nothing new."""
+    encoding = detect_encoding(path)
+    with open(path, encoding=encoding, errors="replace", newline="") as fh:
+        sample = fh.read(4096)
+        fh.seek(0)
+        delimiter = ";" if sample.count(";") > sample.count(",") else ","
+        reader = csv.DictReader(fh, delimiter=delimiter)
+        for row_number, row in enumerate(reader, start=1):
+            if row_number <= start_row:
                 continue
-            key = column.strip().lower()
-            record[CSV_COLUMN_ALIASES.get(key, key)] = value
-        if not record.get("id"):
-            content = json.dumps(sorted((k, v) for k, v in record.items() if k != "id"), ensure_ascii=False)
-            record["id"] = "sha1:" + hashlib.sha1(content.encode("utf-8")).hexdigest()
-        yield row_number, record
+            yield row_number, _record(row)
 
 
-def _decode(raw: bytes) -> str:
-    # Exports from Russian and Polish offices come in UTF-8, cp1251 or cp1250.
-    for encoding in ("utf-8-sig", "cp1251"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
+def _record(row: dict[str | None, Any]) -> dict[str, Any]:
+    record: dict[str, Any] = {}
+    for column, value in row.items():
+        if column is None:  # more cells than headers
+            record["_extra_cells"] = value
             continue
-    return raw.decode("utf-8", errors="replace")
+        key = column.strip().lower()
+        record[CSV_COLUMN_ALIASES.get(key, key)] = value
+    if not record.get("id"):
+        content = json.dumps(sorted((k, v) for k, v in record.items() if k != "id"), ensure_ascii=False)
+        record["id"] = "sha1:" + hashlib.sha1(content.encode("utf-8")).hexdigest()
+    return record
+
+
+def detect_encoding(path: str | Path, chunk_size: int = 1 << 20) -> str:
+    """UTF-8 (with or without BOM) when the whole file decodes as such, else cp1251 — exports
+    from Russian and Polish offices come in one of these. Reads in chunks: constant memory."""
+    decoder = codecs.getincrementaldecoder("utf-8-sig")()
+    with open(path, "rb") as fh:
+        try:
+            while chunk := fh.read(chunk_size):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
+        except UnicodeDecodeError:
+            return "cp1251"
+    return "utf-8-sig"
 
 
 def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:
