@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from connectors.asterisk_cdr import PROVIDER as ASTERISK
 from connectors.asterisk_cdr import CdrOptions, read_cdr
+from connectors.errors import PermanentSourceError
 from connectors.pbx import CallPage, CallSource, RejectedRecord
 from hub.identity.normalize import normalize_phone
 from hub.identity.resolve import live_contact
@@ -446,8 +447,13 @@ def sync_cdr_dir(
     stats = IngestStats()
     asterisk = settings.asterisk
     folder = Path(asterisk.cdr_dir)
-    if not asterisk.cdr_dir or not folder.is_dir():
+    if not asterisk.cdr_dir:
         return stats
+    if not folder.is_dir():
+        raise PermanentSourceError(
+            f"HUB_TELEPHONY__ASTERISK__CDR_DIR is {asterisk.cdr_dir!r}, which is not a folder: "
+            "point it at the folder the PBX writes Master.csv to"
+        )
     options = CdrOptions(
         timezone=asterisk.timezone or hub_timezone,
         extension_max_digits=settings.extension_max_digits,

@@ -9,10 +9,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from connectors.asterisk_cdr import CdrOptions, parse_cdr_file
+from connectors.errors import PermanentSourceError
 from hub.cli import main
 from hub.ingest.telephony import cursor_name, sync_cdr_dir
 from hub.store.cursors import load_cursor
@@ -194,3 +196,8 @@ def test_a_rotated_file_is_read_from_its_start(crm_sqlite: str, tmp_path: Path) 
     write_cdr(folder / "Master.csv", [ROWS[3].replace("1772705200.6", "1772791600.1")])
     rotated = sync_cdr_dir(crm_sqlite, settings, "RU", "Europe/Moscow")
     assert rotated.written == 1 and rotated.unchanged == 0
+
+
+def test_a_missing_cdr_folder_names_the_setting(sqlite_store: str, tmp_path: Path) -> None:
+    with pytest.raises(PermanentSourceError, match="HUB_TELEPHONY__ASTERISK__CDR_DIR"):
+        sync_cdr_dir(sqlite_store, cdr_settings(tmp_path / "no-such-folder"), "RU", "Europe/Moscow")
