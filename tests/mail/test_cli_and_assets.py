@@ -16,11 +16,11 @@ from sqlalchemy import select
 from assets.mail import mail_alerts, mail_receipts, report_watcher_pass
 from assets.resources import HubSettingsResource, MailResource, StoreResource
 from hub.cli import main
+from hub.demo import mail_formats as samples
 from hub.ingest.mail_watch import run_mail_pass
 from hub.settings import MailSettings
 from hub.store.db import session_scope
 from hub.store.models import Activity, MailReceipt
-from tests.mail import samples
 from tests.mail.servers import SmtpSink
 
 CLIENT = "client@client.example.ru"

@@ -9,11 +9,11 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from hub.alerts.deliver import transports_from_settings
+from hub.demo import mail_formats as samples
 from hub.ingest.mail_watch import imap_mailbox, run_mail_pass
 from hub.settings import MailSettings
 from hub.store.db import session_scope
 from hub.store.models import Activity, AlertOutbox, MailReceipt, QuarantineRecord, SyncState, Task
-from tests.mail import samples
 from tests.mail.servers import SmtpSink
 
 CLIENT = "client@client.example.ru"

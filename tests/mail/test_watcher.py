@@ -15,11 +15,11 @@ from imapclient import IMAPClient
 from sqlalchemy import func, select
 
 from hub.alerts.deliver import transports_from_settings
+from hub.demo import mail_formats as samples
 from hub.ingest.mail_watch import MailPassResult, MailWatcher
 from hub.settings import MailSettings
 from hub.store.db import session_scope
 from hub.store.models import AlertOutbox
-from tests.mail import samples
 from tests.mail.servers import DOVECOT_USER, Dovecot, SmtpSink, TcpProxy
 
 CLIENT = "client@client.example.ru"
