@@ -6,6 +6,7 @@ queue with suggested candidates. Amounts are integer kopecks here, so sums are e
 
 from __future__ import annotations
 
+import gc
 from collections import defaultdict
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
@@ -415,12 +416,20 @@ def match(
 ) -> MatchResult:
     """Allocate every payment. Each pass runs over all payments before the next, less certain,
     one starts, so a later payment's explicit link is never pre-empted by an earlier guess."""
-    matcher = _Matcher(invoices, payments)
-    matcher.apply_fixed(fixed)
-    matcher.explicit_links()
-    matcher.purpose_numbers()
-    matcher.tax_id_amount()
-    if options.fifo:
-        matcher.fifo()
-    unmatched = matcher.credits_and_refunds()
+    # Millions of small objects would trigger repeated full garbage collections (none of them
+    # is cyclic garbage): pause the collector for the run.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        matcher = _Matcher(invoices, payments)
+        matcher.apply_fixed(fixed)
+        matcher.explicit_links()
+        matcher.purpose_numbers()
+        matcher.tax_id_amount()
+        if options.fifo:
+            matcher.fifo()
+        unmatched = matcher.credits_and_refunds()
+    finally:
+        if collecting:
+            gc.enable()
     return MatchResult(matcher.allocations, unmatched, matcher.invoices, matcher.payments)

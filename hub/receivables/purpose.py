@@ -17,7 +17,7 @@ _INVOICE_WORD = (
 )
 _NUMBER = r"(?:[A-Za-zА-Яа-я]{1,5}[-/])?\d(?:[\d/\-]*\d)?"
 _MARK = r"(?:№+|N(?=\s*\d)|#|No\.?|Nr\.?|номер)"
-_DATE = r"(\d{1,2})[./](\d{1,2})[./](\d{4}|\d{2})"
+_DATE = r"(?P<day>\d{1,2})[./](?P<month>\d{1,2})[./](?P<year>\d{4}|\d{2})"
 _REFERENCE = re.compile(
     rf"{_INVOICE_WORD}[\s.:]*(?:{_MARK}[\s.:]*)?(?P<numbers>{_NUMBER}(?:\s*(?:,|;|и|and|i)\s*(?:{_MARK}\s*)?{_NUMBER})*)"
     rf"(?:\s*(?:г\.)?\s*(?:от|from|z\s+dnia|z|dd\.?|vom)\s*(?P<date>{_DATE}))?",
@@ -40,6 +40,8 @@ class InvoiceReference:
 def number_key(number: str) -> str:
     """What identifies an invoice number across spellings: its last group of digits that is not a
     year, without leading zeros ("0000-000128", "FV/2024/03/128", "128" -> "128")."""
+    if number.isdigit():  # the common case, and the hot path when matching millions
+        return number.lstrip("0") or "0"
     groups = _DIGIT_GROUPS.findall(number)
     if not groups:
         return number.strip().upper()
@@ -65,8 +67,7 @@ def invoice_references(purpose: str | None) -> list[InvoiceReference]:
     for match in _REFERENCE.finditer(purpose):
         issued = None
         if match.group("date"):
-            day, month, year = re.findall(r"\d+", match.group("date"))
-            issued = _date(day, month, year)
+            issued = _date(match.group("day"), match.group("month"), match.group("year"))
         numbers = _NUMBER_RE.findall(match.group("numbers"))
         for number in numbers:
             key = number_key(number)
