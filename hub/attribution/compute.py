@@ -8,12 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.attribution.models import MODELS, attribute, build_paths
 from hub.attribution.touches import load_touches
 from hub.store.models import Deal, Invoice, Lead, LeadAttribution, Payment, PaymentAllocation
+from hub.store.prune import delete_rows_not_in
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
@@ -134,21 +135,6 @@ def write_attribution(session: Session, lookback_days: float, half_life_days: fl
     key = ["conversion_kind", "conversion_id", "model", "channel", "campaign"]
     upsert(session, LeadAttribution, rows, key=key, update=["contact_id", "weight", "revenue", "computed_at"])
     stats.rows_written = len(rows)
-    fresh = {
-        (r["conversion_kind"], r["conversion_id"], r["model"], r["channel"], r["campaign"]) for r in rows
-    }
-    existing = session.execute(
-        select(
-            LeadAttribution.id,
-            LeadAttribution.conversion_kind,
-            LeadAttribution.conversion_id,
-            LeadAttribution.model,
-            LeadAttribution.channel,
-            LeadAttribution.campaign,
-        )
-    ).all()
-    stale = [row.id for row in existing if tuple(row[1:]) not in fresh]
-    for start in range(0, len(stale), 1000):
-        session.execute(delete(LeadAttribution).where(LeadAttribution.id.in_(stale[start : start + 1000])))
-    stats.rows_removed = len(stale)
+    fresh = {tuple(r[column] for column in key) for r in rows}
+    stats.rows_removed = delete_rows_not_in(session, LeadAttribution, key, fresh)
     return stats

@@ -8,12 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.attribution.compute import paid_revenue_by_deal
 from hub.funnel.report import in_period
 from hub.store.models import AdCost, ChannelReport
+from hub.store.prune import delete_rows_not_in
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
@@ -168,12 +169,10 @@ def write_channel_report(session: Session, table: pd.DataFrame, start: date, end
     key = ["period_start", "period_end", "model", "channel", "campaign"]
     upsert(session, ChannelReport, rows, key=key)
     keep = {(r["channel"], r["campaign"]) for r in rows}
-    existing = session.execute(
-        select(ChannelReport.id, ChannelReport.channel, ChannelReport.campaign).where(
-            ChannelReport.period_start == start, ChannelReport.period_end == end, ChannelReport.model == model
-        )
-    ).all()
-    stale = [row.id for row in existing if (row.channel, row.campaign) not in keep]
-    if stale:
-        session.execute(delete(ChannelReport).where(ChannelReport.id.in_(stale)))
+    scope = (
+        ChannelReport.period_start == start,
+        ChannelReport.period_end == end,
+        ChannelReport.model == model,
+    )
+    delete_rows_not_in(session, ChannelReport, ["channel", "campaign"], keep, *scope)
     return len(rows)

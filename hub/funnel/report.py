@@ -8,7 +8,7 @@ from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.store.models import (
@@ -21,6 +21,7 @@ from hub.store.models import (
     Payment,
     PaymentAllocation,
 )
+from hub.store.prune import delete_rows_not_in
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
@@ -240,18 +241,12 @@ def write_funnel(
         key=["period_start", "period_end", "pipeline", "rep_id", "stage"],
     )
     upsert(session, FunnelSummary, summary_rows, key=["period_start", "period_end", "pipeline", "rep_id"])
-    _remove_stale(
-        session, FunnelStageReport, start, end, {(r["pipeline"], r["rep_id"], r["stage"]) for r in stage_rows}
-    )
-    _remove_stale(session, FunnelSummary, start, end, {(r["pipeline"], r["rep_id"]) for r in summary_rows})
+    stage_key = ["pipeline", "rep_id", "stage"]
+    summary_key = ["pipeline", "rep_id"]
+    for model, key, rows in (
+        (FunnelStageReport, stage_key, stage_rows),
+        (FunnelSummary, summary_key, summary_rows),
+    ):
+        keep = {tuple(r[column] for column in key) for r in rows}
+        delete_rows_not_in(session, model, key, keep, model.period_start == start, model.period_end == end)
     return len(stage_rows) + len(summary_rows)
-
-
-def _remove_stale(session: Session, model: Any, start: date, end: date, keep: set[tuple[Any, ...]]) -> None:
-    columns = [model.id, model.pipeline, model.rep_id] + ([model.stage] if model is FunnelStageReport else [])
-    existing = session.execute(
-        select(*columns).where(model.period_start == start, model.period_end == end)
-    ).all()
-    stale = [row[0] for row in existing if tuple(row[1:]) not in keep]
-    if stale:
-        session.execute(delete(model).where(model.id.in_(stale)))
