@@ -17,14 +17,13 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import Column, MetaData, String, Table, insert
-
+from bench.baseline import bare_bulk_insert
 from hub.demo import people
 from hub.identity.resolve import index_contact
 from hub.ingest.telephony import sync_cdr_dir
 from hub.settings import TelephonySettings
 from hub.store import migrate
-from hub.store.db import dispose_engines, make_engine, session_scope
+from hub.store.db import dispose_engines, session_scope
 from hub.store.models import Contact, Rep, TrackingNumber
 from schemas.telephony import CDR_FIELDS
 
@@ -121,25 +120,11 @@ def write_cdr(path: Path, rows: int, clients: list[str], seed: int = 3, first_ca
     return calls - first_call
 
 
-def bare_insert(database_url: str, path: Path, batch: int = 5000) -> int:
+def bare_insert(database_url: str, path: Path) -> int:
     """The baseline: the same CSV rows inserted as they are, no parsing beyond csv."""
-    engine = make_engine(database_url)
-    table = Table("bench_bare_cdr", MetaData(), *(Column(c, String) for c in CDR_FIELDS))
-    table.drop(engine, checkfirst=True)
-    table.create(engine)
-    count = 0
-    with path.open(encoding="utf-8", newline="") as fh, engine.begin() as conn:
-        chunk = []
-        for fields in csv.reader(fh):
-            chunk.append(dict(zip(CDR_FIELDS, fields, strict=False)))
-            if len(chunk) >= batch:
-                conn.execute(insert(table), chunk)
-                count += len(chunk)
-                chunk = []
-        if chunk:
-            conn.execute(insert(table), chunk)
-            count += len(chunk)
-    return count
+    with path.open(encoding="utf-8", newline="") as fh:
+        rows = (dict(zip(CDR_FIELDS, fields, strict=False)) for fields in csv.reader(fh))
+        return bare_bulk_insert(database_url, "bench_bare_cdr", CDR_FIELDS, rows)
 
 
 def main() -> None:

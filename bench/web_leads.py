@@ -15,12 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import Column, MetaData, String, Table, insert
-
+from bench.baseline import bare_bulk_insert
 from hub.demo import people
 from hub.ingest.site import sync_csv_dir
 from hub.store import migrate
-from hub.store.db import dispose_engines, make_engine
+from hub.store.db import dispose_engines
 
 COLUMNS = [
     "id",
@@ -67,24 +66,8 @@ def write_csv(path: Path, rows: int, seed: int = 1) -> None:
 
 def bare_insert(database_url: str, path: Path, batch: int = 2000) -> int:
     """The baseline: the same CSV rows inserted as they are, no validation or normalization."""
-    engine = make_engine(database_url)
-    table = Table("bench_bare_leads", MetaData(), *(Column(c, String) for c in COLUMNS))
-    table.drop(engine, checkfirst=True)
-    table.create(engine)
-    count = 0
-    with path.open(encoding="utf-8", newline="") as fh, engine.begin() as conn:
-        reader = csv.DictReader(fh)
-        chunk = []
-        for row in reader:
-            chunk.append(row)
-            if len(chunk) >= batch:
-                conn.execute(insert(table), chunk)
-                count += len(chunk)
-                chunk = []
-        if chunk:
-            conn.execute(insert(table), chunk)
-            count += len(chunk)
-    return count
+    with path.open(encoding="utf-8", newline="") as fh:
+        return bare_bulk_insert(database_url, "bench_bare_leads", COLUMNS, csv.DictReader(fh), batch)
 
 
 def main() -> None:
