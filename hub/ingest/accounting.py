@@ -89,9 +89,37 @@ def write_counterparties(
             "contact_id": contacts(record.tax_id),
             "updated_at": utcnow(),
         }
-    upsert(session, Counterparty, list(rows.values()), key=["source_system", "source_ref"])
-    stats.written += len(rows)
+    updated = ["name", "full_name", "tax_id", "kpp", "contact_id"]
+    _upsert_changed(session, Counterparty, source_system, rows, updated, stats)
     return {ref: row["tax_id"] for ref, row in rows.items()}
+
+
+def _upsert_changed(
+    session: Session,
+    model: Any,
+    source_system: str,
+    rows: dict[str, dict[str, Any]],
+    update: list[str],
+    stats: IngestStats,
+) -> None:
+    """Write new rows and rows whose `update` columns differ from the store; count the rest as
+    unchanged (a cursor re-read inclusively sees its boundary documents again)."""
+    if not rows:
+        return
+    current: dict[str, tuple[Any, ...]] = {}
+    refs = list(rows)
+    for start in range(0, len(refs), 500):
+        chunk = refs[start : start + 500]
+        for found in session.execute(
+            select(model.source_ref, *[getattr(model, c) for c in update]).where(
+                model.source_system == source_system, model.source_ref.in_(chunk)
+            )
+        ):
+            current[found[0]] = tuple(found[1:])
+    changed = [row for ref, row in rows.items() if current.get(ref) != tuple(row[c] for c in update)]
+    upsert(session, model, changed, key=["source_system", "source_ref"], update=update)
+    stats.written += len(changed)
+    stats.unchanged += len(rows) - len(changed)
 
 
 def invoice_row(record: InvoiceRecord, source_system: str, contact_id: int | None) -> dict[str, Any]:
@@ -130,9 +158,12 @@ def write_invoices(session: Session, source_system: str, records: Iterable[Any],
                 "inn": record.counterparty_tax_id or "",
             }
         )
-    updated = [c for c in next(iter(rows.values()), {}) if c not in ("status", "created_at")]
-    upsert(session, Invoice, list(rows.values()), key=["source_system", "source_ref"], update=updated)
-    stats.written += len(rows)
+    updated = [
+        c
+        for c in next(iter(rows.values()), {})
+        if c not in ("source_system", "source_ref", "status", "created_at")
+    ]
+    _upsert_changed(session, Invoice, source_system, rows, updated, stats)
 
 
 def payment_row(record: PaymentRecord, source_system: str, contact_id: int | None) -> dict[str, Any]:
@@ -175,9 +206,10 @@ def write_payments(session: Session, source_system: str, records: Iterable[Any],
                 "purpose": mask_text(record.purpose)[:80],
             }
         )
-    updated = [c for c in next(iter(rows.values()), {}) if c != "created_at"]
-    upsert(session, Payment, list(rows.values()), key=["source_system", "source_ref"], update=updated)
-    stats.written += len(rows)
+    updated = [
+        c for c in next(iter(rows.values()), {}) if c not in ("source_system", "source_ref", "created_at")
+    ]
+    _upsert_changed(session, Payment, source_system, rows, updated, stats)
 
 
 def _ref(raw: Any) -> str | None:

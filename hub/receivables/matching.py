@@ -405,7 +405,10 @@ class _Matcher:
             return f"purpose names invoice {references[0].number}, which is not an open invoice of ИНН {payment.tax_id}"
         if open_count == 0:
             return f"no open invoice of ИНН {payment.tax_id}"
-        return f"{open_count} open invoices of ИНН {payment.tax_id} and none named or of this exact amount (FIFO is off)"
+        return (
+            f"ИНН {payment.tax_id} has {open_count} open invoice(s), none named in the purpose or open for "
+            "exactly this amount (FIFO is off)"
+        )
 
 
 def match(

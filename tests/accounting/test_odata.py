@@ -187,7 +187,8 @@ def test_cursor_rereads_from_the_newest_date_and_writes_nothing_twice(sqlite_sto
     with serve(FakeOneC(data)) as fake:
         sync_odata(sqlite_store, _client(fake), "2024-01-01")
         fake.requests.clear()
-        sync_odata(sqlite_store, _client(fake), "2024-01-01")
+        again = sync_odata(sqlite_store, _client(fake), "2024-01-01")
+    assert again.written == 0 and again.unchanged > 0
     assert any("datetime'2024-03-07T10:30:00'" in r for r in fake.requests if INVOICES in r)
     with session_scope(sqlite_store) as session:
         assert len(session.scalars(select(Invoice.id)).all()) == 7
