@@ -19,8 +19,8 @@ from dagster import (
 
 from assets.metadata import markdown_table
 from assets.resources import HubSettingsResource, StoreResource
-from hub.attribution.compute import compute_all, write_attribution
-from hub.attribution.report import ALL, write_channel_report
+from hub.attribution.compute import compute_all, store_attribution
+from hub.attribution.report import ALL, per_channel, write_channel_report
 from hub.attribution.report import channel_report as compute_channel_report
 from hub.attribution.touches import write_touches
 from hub.funnel.charts import channel_chart, funnel_chart, markdown_image
@@ -96,8 +96,8 @@ def lead_attribution(
 ) -> MaterializeResult:
     settings = hub_settings.load().analytics
     with store.session() as session:
-        stats = write_attribution(session, settings.lookback_days, settings.half_life_days)
-        results, _, _ = compute_all(session, settings.lookback_days, settings.half_life_days)
+        results, _, stats = compute_all(session, settings.lookback_days, settings.half_life_days)
+        store_attribution(session, results, stats)
     leads = results["lead"]
     shares = leads.pivot_table(
         index="channel", columns="model", values="weight", aggfunc="sum", fill_value=0.0
@@ -144,13 +144,6 @@ def channel_report(
         )
         written = write_channel_report(session, table, start, end, analytics.report_model)
     total = table[(table["channel"] == ALL) & (table["campaign"] == ALL)]
-    per_channel = table[
-        (table["channel"] != ALL)
-        & (
-            (table["campaign"] == ALL)
-            | ~table["channel"].isin(table.loc[table["campaign"] == ALL, "channel"])
-        )
-    ]
     shown = [
         "channel",
         "campaign",
@@ -166,7 +159,7 @@ def channel_report(
         "roi",
         "cost_share",
     ]
-    chart = channel_chart(per_channel, f"Channels {start:%d.%m}–{end:%d.%m.%Y}: paid revenue and ROI")
+    chart = channel_chart(per_channel(table), f"Channels {start:%d.%m}–{end:%d.%m.%Y}: paid revenue and ROI")
     totals = total.iloc[0] if len(total) else None
     return MaterializeResult(
         metadata={

@@ -108,9 +108,17 @@ def compute_all(
 
 
 def write_attribution(session: Session, lookback_days: float, half_life_days: float) -> AttributionStats:
-    """Recompute every lead's and won deal's weights and store them; rows of channels a
-    conversion no longer has are removed, so the table always sums to one per conversion."""
+    """Recompute every lead's and won deal's weights and store them."""
     results, _, stats = compute_all(session, lookback_days, half_life_days)
+    return store_attribution(session, results, stats)
+
+
+def store_attribution(
+    session: Session, results: dict[str, pd.DataFrame], stats: AttributionStats
+) -> AttributionStats:
+    """Store the weights of leads and won deals (won deals with their paid revenue split by the
+    weights); rows of channels a conversion no longer has are removed, so the table always sums
+    to one per conversion and model."""
     revenue = paid_revenue_by_deal(session)
     now = utcnow()
     rows: list[dict[str, Any]] = []

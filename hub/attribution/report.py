@@ -105,6 +105,13 @@ def channel_report(
     return _with_metrics(out.drop(columns=["has_cost"]))
 
 
+def per_channel(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per channel: its rollup over campaigns, or its only row; without the total."""
+    rolled_up = set(table.loc[table["campaign"] == ALL, "channel"])
+    one_row = (table["campaign"] == ALL) | ~table["channel"].isin(rolled_up)
+    return table[one_row & (table["channel"] != ALL)]
+
+
 def _ratio(numerator: pd.Series, denominator: pd.Series) -> pd.Series:
     return (numerator / denominator.where(denominator > 0)).astype(float)
 

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from hub.attribution.compute import UNATTRIBUTED, compute_all, write_attribution
 from hub.attribution.costs import import_costs
 from hub.attribution.models import MODELS
-from hub.attribution.report import ALL, channel_report, write_channel_report
+from hub.attribution.report import ALL, channel_report, per_channel, write_channel_report
 from hub.attribution.touches import write_touches
 from hub.channels import ChannelRules
 from hub.store.db import session_scope
@@ -185,6 +185,9 @@ def test_channel_report_money_and_ratios(store_url: str, tmp_path: Path) -> None
     assert total["leads"] == 3.0 and total["won"] == 2.0 and total["revenue"] == pytest.approx(100_000)
     assert total["cost"] == pytest.approx(51_500.5)
     assert rows[("yandex / cpc", ALL)]["revenue"] == pytest.approx(100_000)
+    channels = per_channel(table)
+    assert channels["channel"].is_unique and ALL not in set(channels["channel"])
+    assert channels["revenue"].sum() == pytest.approx(total["revenue"])
     with session_scope(store_url) as s:
         stored = s.scalar(
             select(ChannelReport).where(
