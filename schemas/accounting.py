@@ -6,8 +6,9 @@ from __future__ import annotations
 import re
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 CENT = Decimal("0.01")
 _INN_10_WEIGHTS = (2, 4, 10, 3, 5, 9, 4, 6, 8)
@@ -65,6 +66,11 @@ def to_money(value: object) -> Decimal:
     return amount.quantize(CENT, rounding=ROUND_HALF_UP)
 
 
+# Field types shared by the records: money read by to_money, an ИНН kept only when valid.
+Money = Annotated[Decimal, BeforeValidator(to_money)]
+TaxId = Annotated[str | None, BeforeValidator(normalize_inn)]
+
+
 class _Record(BaseModel):
     model_config = ConfigDict(extra="ignore", str_max_length=20_000, str_strip_whitespace=True)
 
@@ -82,13 +88,8 @@ class Counterparty(_Record):
     source_ref: str = Field(min_length=1, max_length=200)
     name: str | None = Field(None, max_length=300)
     full_name: str | None = Field(None, max_length=1000)
-    tax_id: str | None = None
+    tax_id: TaxId = None
     kpp: str | None = Field(None, max_length=20)
-
-    @field_validator("tax_id", mode="before")
-    @classmethod
-    def _inn(cls, value: object) -> str | None:
-        return normalize_inn(value)
 
 
 class InvoiceRecord(_Record):
@@ -98,15 +99,10 @@ class InvoiceRecord(_Record):
     number: str = Field(min_length=1, max_length=64)
     issued_on: date
     due_on: date
-    amount: Decimal
+    amount: Money
     currency: str = Field("RUB", min_length=3, max_length=3)
-    counterparty_tax_id: str | None = None
+    counterparty_tax_id: TaxId = None
     counterparty_name: str | None = Field(None, max_length=300)
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _money(cls, value: object) -> Decimal:
-        return to_money(value)
 
     @field_validator("amount")
     @classmethod
@@ -114,11 +110,6 @@ class InvoiceRecord(_Record):
         if value <= 0:
             raise ValueError("an invoice amount must be positive")
         return value
-
-    @field_validator("counterparty_tax_id", mode="before")
-    @classmethod
-    def _inn(cls, value: object) -> str | None:
-        return normalize_inn(value)
 
     @field_validator("due_on")
     @classmethod
@@ -141,18 +132,13 @@ class PaymentRecord(_Record):
 
     source_ref: str = Field(min_length=1, max_length=200)
     paid_on: date
-    amount: Decimal
+    amount: Money
     currency: str = Field("RUB", min_length=3, max_length=3)
-    payer_tax_id: str | None = None
+    payer_tax_id: TaxId = None
     payer_name: str | None = Field(None, max_length=300)
     payer_account: str | None = Field(None, max_length=34)
     purpose: str | None = Field(None, max_length=2000)
     linked_invoices: list[InvoiceLink] = Field(default_factory=list)
-
-    @field_validator("amount", mode="before")
-    @classmethod
-    def _money(cls, value: object) -> Decimal:
-        return to_money(value)
 
     @field_validator("amount")
     @classmethod
@@ -160,8 +146,3 @@ class PaymentRecord(_Record):
         if value == 0:
             raise ValueError("a payment of zero moves no money")
         return value
-
-    @field_validator("payer_tax_id", mode="before")
-    @classmethod
-    def _inn(cls, value: object) -> str | None:
-        return normalize_inn(value)

@@ -4,7 +4,7 @@ contacts by ИНН; every source commits its rows together with its cursor."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +122,7 @@ def _upsert_changed(
     stats.unchanged += len(rows) - len(changed)
 
 
-def invoice_row(record: InvoiceRecord, source_system: str, contact_id: int | None) -> dict[str, Any]:
+def invoice_row(record: InvoiceRecord, source_system: str, contact_id: int | None = None) -> dict[str, Any]:
     return {
         "source_system": source_system,
         "source_ref": record.source_ref,
@@ -139,34 +139,61 @@ def invoice_row(record: InvoiceRecord, source_system: str, contact_id: int | Non
     }
 
 
-def write_invoices(session: Session, source_system: str, records: Iterable[Any], stats: IngestStats) -> None:
-    """Upsert invoices; their status belongs to the matching, so an update leaves it alone."""
+def _write_records(
+    session: Session,
+    source_system: str,
+    records: Iterable[Any],
+    stats: IngestStats,
+    schema: type[Any],
+    model: Any,
+    to_row: Callable[[Any], dict[str, Any]],
+    preview: Callable[[Any], dict[str, Any]],
+    kept: tuple[str, ...] = ("created_at",),
+) -> None:
+    """Validate each record (quarantining the bad ones), link it to its CRM contact by ИНН and
+    write what changed; the `kept` columns are never overwritten."""
     contacts = ContactsByTaxId(session)
     rows: dict[str, dict[str, Any]] = {}
     for raw in records:
         stats.rows_in += 1
-        record = _validate(session, source_system, InvoiceRecord, raw, _ref(raw), stats)
+        record = (
+            raw
+            if isinstance(raw, schema)
+            else _validate(session, source_system, schema, raw, _ref(raw), stats)
+        )
         if record is None:
             continue
-        rows[record.source_ref] = invoice_row(record, source_system, contacts(record.counterparty_tax_id))
-        stats.add_preview(
-            {
-                "invoice": record.number,
-                "issued_on": str(record.issued_on),
-                "due_on": str(record.due_on),
-                "amount": str(record.amount),
-                "inn": record.counterparty_tax_id or "",
-            }
-        )
-    updated = [
-        c
-        for c in next(iter(rows.values()), {})
-        if c not in ("source_system", "source_ref", "status", "created_at")
-    ]
-    _upsert_changed(session, Invoice, source_system, rows, updated, stats)
+        row = to_row(record)
+        row["contact_id"] = contacts(row.get("counterparty_tax_id") or row.get("payer_tax_id"))
+        rows[record.source_ref] = row
+        stats.add_preview(preview(record))
+    key = ("source_system", "source_ref")
+    updated = [c for c in next(iter(rows.values()), {}) if c not in key and c not in kept]
+    _upsert_changed(session, model, source_system, rows, updated, stats)
 
 
-def payment_row(record: PaymentRecord, source_system: str, contact_id: int | None) -> dict[str, Any]:
+def write_invoices(session: Session, source_system: str, records: Iterable[Any], stats: IngestStats) -> None:
+    """Upsert invoices; their status belongs to the matching, so an update leaves it alone."""
+    _write_records(
+        session,
+        source_system,
+        records,
+        stats,
+        InvoiceRecord,
+        Invoice,
+        lambda record: invoice_row(record, source_system),
+        lambda record: {
+            "invoice": record.number,
+            "issued_on": str(record.issued_on),
+            "due_on": str(record.due_on),
+            "amount": str(record.amount),
+            "inn": record.counterparty_tax_id or "",
+        },
+        kept=("status", "created_at"),
+    )
+
+
+def payment_row(record: PaymentRecord, source_system: str, contact_id: int | None = None) -> dict[str, Any]:
     return {
         "source_system": source_system,
         "source_ref": record.source_ref,
@@ -187,29 +214,22 @@ def payment_row(record: PaymentRecord, source_system: str, contact_id: int | Non
 
 
 def write_payments(session: Session, source_system: str, records: Iterable[Any], stats: IngestStats) -> None:
-    contacts = ContactsByTaxId(session)
-    rows: dict[str, dict[str, Any]] = {}
-    for raw in records:
-        stats.rows_in += 1
-        record = raw if isinstance(raw, PaymentRecord) else None
-        if record is None:
-            record = _validate(session, source_system, PaymentRecord, raw, _ref(raw), stats)
-        if record is None:
-            continue
-        rows[record.source_ref] = payment_row(record, source_system, contacts(record.payer_tax_id))
-        stats.add_preview(
-            {
-                "payment": record.source_ref,
-                "paid_on": str(record.paid_on),
-                "amount": str(record.amount),
-                "inn": record.payer_tax_id or "",
-                "purpose": mask_text(record.purpose)[:80],
-            }
-        )
-    updated = [
-        c for c in next(iter(rows.values()), {}) if c not in ("source_system", "source_ref", "created_at")
-    ]
-    _upsert_changed(session, Payment, source_system, rows, updated, stats)
+    _write_records(
+        session,
+        source_system,
+        records,
+        stats,
+        PaymentRecord,
+        Payment,
+        lambda record: payment_row(record, source_system),
+        lambda record: {
+            "payment": record.source_ref,
+            "paid_on": str(record.paid_on),
+            "amount": str(record.amount),
+            "inn": record.payer_tax_id or "",
+            "purpose": mask_text(record.purpose)[:80],
+        },
+    )
 
 
 def _ref(raw: Any) -> str | None:
