@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
@@ -95,7 +95,9 @@ class AnalyticsSettings(Section):
     half_life_days: float = Field(
         7.0, gt=0, description="Time-decay model: a touch this much older weighs half"
     )
-    report_model: str = Field(
+    report_model: Literal[
+        "first_touch", "last_touch", "last_non_direct", "linear", "time_decay", "position_based"
+    ] = Field(
         "last_non_direct",
         description="Attribution model the channel report splits leads, deals and revenue by",
     )

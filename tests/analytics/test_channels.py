@@ -55,3 +55,15 @@ def test_own_domains_argument_and_rules_combine() -> None:
     assert (
         classify_channel(referrer="https://example.ru/", own_domains=("example.ru",), rules=rules) == "direct"
     )
+
+
+def test_report_model_setting_names_one_of_the_six_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    from typing import get_args
+
+    from hub.attribution.models import MODELS
+    from hub.settings import AnalyticsSettings, SettingsError
+
+    assert get_args(AnalyticsSettings.model_fields["report_model"].annotation) == MODELS
+    monkeypatch.setenv("HUB_ANALYTICS__REPORT_MODEL", "last_click")
+    with pytest.raises(SettingsError, match="HUB_ANALYTICS__REPORT_MODEL"):
+        load_settings()
