@@ -17,8 +17,13 @@ from hub.alerts.deliver import DeliveryStats, RetryPolicy, Transport, deliver_pe
 from hub.ingest.mail import MailSource, correlate_pending, sync_receipts, sync_sent
 from hub.ingest.stats import IngestStats
 from hub.settings import MailSettings
+from hub.store.cursors import load_cursor
+from hub.store.db import session_scope
 
 log = logging.getLogger(__name__)
+
+# Passes run back to back while mail keeps arriving, before IDLE is entered again.
+MAX_PASSES_PER_WAKEUP = 5
 
 
 @dataclass
@@ -161,12 +166,21 @@ class MailWatcher:
                 idle_since = self.clock()
 
     def _pass(self) -> None:
-        result = run_mail_pass(self.database_url, self.mail, self.mailbox, self.transports)
-        # IDLE watches the receipts folder: leave it selected after the Sent folder was read.
-        self.mailbox.folder(self.mail.receipts_folder, self.mail.processed_folder).select()
-        self.passes += 1
-        if self.on_pass is not None:
-            try:
-                self.on_pass(result)
-            except Exception:  # reporting must never stop the watcher
-                log.exception("mail watcher: reporting the pass failed")
+        """Run passes until the folder holds nothing past the cursor. A receipt that lands
+        during a pass is announced in a response the pass does not look at, so IDLE would not
+        report it: after each pass SELECT the folder (IDLE then reports anything newer) and
+        compare its UIDNEXT with the cursor."""
+        folder = self.mailbox.folder(self.mail.receipts_folder, self.mail.processed_folder)
+        for _ in range(MAX_PASSES_PER_WAKEUP):
+            result = run_mail_pass(self.database_url, self.mail, self.mailbox, self.transports)
+            self.passes += 1
+            if self.on_pass is not None:
+                try:
+                    self.on_pass(result)
+                except Exception:  # reporting must never stop the watcher
+                    log.exception("mail watcher: reporting the pass failed")
+            uidnext = folder.select_uidnext()
+            with session_scope(self.database_url) as session:
+                last_uid = int(load_cursor(session, folder.name).get("last_uid", 0))
+            if uidnext is None or uidnext - 1 <= last_uid:
+                return

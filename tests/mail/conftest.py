@@ -14,7 +14,7 @@ import pytest
 from imapclient import IMAPClient
 
 from hub.settings import MailSettings
-from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, free_port
+from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, free_port, seed_crm
 
 
 @pytest.fixture(scope="session")
@@ -89,62 +89,3 @@ def crm(store_url: str) -> dict[str, int]:
 @pytest.fixture
 def crm_sqlite(sqlite_store: str) -> dict[str, int]:
     return seed_crm(sqlite_store)
-
-
-def seed_crm(database_url: str) -> dict[str, int]:
-    from datetime import UTC, datetime
-
-    from hub.store.db import session_scope
-    from hub.store.models import Contact, Deal, Rep
-    from hub.store.upsert import upsert
-
-    with session_scope(database_url) as session:
-        upsert(
-            session,
-            Rep,
-            [
-                {"id": 1, "name": "Кузнецова Анна", "email": "rep1@sales.example.ru", "chat_id": "1001"},
-                {"id": 2, "name": "Соколов Дмитрий", "email": "rep2@sales.example.ru", "chat_id": None},
-            ],
-            key=["id"],
-        )
-        upsert(
-            session,
-            Contact,
-            [
-                {
-                    "id": 10,
-                    "source_ref": "C-10",
-                    "name": "Иванов Пётр",
-                    "email": "client@client.example.ru",
-                    "phone_e164": "+79161234567",
-                    "owner_rep_id": 1,
-                },
-                {
-                    "id": 11,
-                    "source_ref": "C-11",
-                    "name": "Anna Nowak",
-                    "email": "anna@client.example.pl",
-                    "phone_e164": None,
-                    "owner_rep_id": 2,
-                },
-            ],
-            key=["id"],
-        )
-        upsert(
-            session,
-            Deal,
-            [
-                {
-                    "id": 20,
-                    "source_ref": "D-20",
-                    "title": "Поставка оборудования",
-                    "stage": "proposal",
-                    "contact_id": 10,
-                    "rep_id": 1,
-                    "opened_at": datetime(2026, 11, 1, tzinfo=UTC),
-                }
-            ],
-            key=["id"],
-        )
-    return {"rep": 1, "rep2": 2, "contact": 10, "contact_pl": 11, "deal": 20}
