@@ -57,6 +57,23 @@ def receivables() -> None:
     """Receivables: export the aging report, try the matching rules on files."""
 
 
+@receivables.command("import-csv")
+@click.option("--invoices", "invoices_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--payments", "payments_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_csv(invoices_file: Path | None, payments_file: Path | None) -> None:
+    """Import invoices and/or payments CSV files from another system into the store (rows dedupe by
+    their id, or by their content when there is none); the next run of the assets matches them."""
+    from hub.ingest.accounting import sync_csv_file
+
+    if not invoices_file and not payments_file:
+        raise click.UsageError("give --invoices FILE and/or --payments FILE")
+    url = load_settings().database_url
+    for kind, path in (("invoices", invoices_file), ("payments", payments_file)):
+        if path is not None:
+            stats = sync_csv_file(url, path, kind)
+            click.echo(json.dumps({"file": str(path), **stats.as_dict()}, ensure_ascii=False, default=str))
+
+
 @receivables.command("export")
 @click.option("--as-of", "as_of", default=None, help="Date of the report (YYYY-MM-DD); default today.")
 @click.option(

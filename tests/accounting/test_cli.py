@@ -6,6 +6,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from connectors.bank_statement import render_statement
@@ -115,3 +116,49 @@ def test_inspect_statement_prints_payments_and_quarantine_reasons(tmp_path: Path
         and lines[1]["purpose"] == "по сч. 1"
     )
     assert "amount of money" in lines[2]["quarantine"]
+
+
+def test_import_csv_then_export_the_aging_report_and_queue(
+    sqlite_store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from datetime import date
+
+    from hub.receivables.ledger import reconcile
+    from hub.store.db import session_scope
+
+    monkeypatch.setenv("HUB_DATABASE_URL", sqlite_store)
+    payments = tmp_path / "payments.csv"
+    payments.write_text(
+        "id;Дата;Сумма;ИНН;Плательщик;Назначение платежа\n"
+        f"b1;05.03.2024;1000,00;{INN_A};Ромашка;Оплата по счету № 128\n"
+        "b2;06.03.2024;42,00;;Иванов И.И.;перевод\n",
+        encoding="cp1251",
+    )
+    runner = CliRunner()
+    imported = runner.invoke(
+        main,
+        [
+            "receivables",
+            "import-csv",
+            "--invoices",
+            str(_invoices_csv(tmp_path / "inv.csv")),
+            "--payments",
+            str(payments),
+        ],
+    )
+    assert imported.exit_code == 0, imported.output
+    counts = [json.loads(line) for line in imported.output.splitlines()]
+    assert [(c["written"], c["quarantined"]) for c in counts] == [(3, 1), (2, 0)]
+    with session_scope(sqlite_store) as session:
+        reconcile(session, date(2024, 4, 1))
+    out = tmp_path / "report"
+    exported = runner.invoke(main, ["receivables", "export", "--as-of", "2024-04-01", "-o", str(out)])
+    assert exported.exit_code == 0, exported.output
+    aging = {r["number"]: r for r in _read(out / "aging.csv")}
+    assert (aging["0000-000128"]["outstanding"], aging["0000-000128"]["status"]) == ("0.00", "paid")
+    assert (aging["77"]["outstanding"], aging["77"]["aging_bucket"]) == ("800.00", "1-30")
+    assert (aging["0000-000129"]["days_overdue"], aging["0000-000129"]["aging_bucket"]) == ("20", "1-30")
+    [queued] = _read(out / "unmatched.csv")
+    assert queued["amount"] == "42.00" and "ИНН" in queued["reason"]
+    by_client = _read(out / "aging_by_client.csv")
+    assert {r["client"]: r["outstanding"] for r in by_client} == {"Лютик": "800.00", "Ромашка": "500.00"}
