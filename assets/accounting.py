@@ -70,7 +70,13 @@ def invoices(
     if source is None:
         context.log.info("no 1C base configured (HUB_ACCOUNTING__ODATA_URL): nothing to read")
     else:
-        stats = sync_odata(store.database_url, source, settings.accounting.odata_since, kinds=("invoices",))
+        stats = sync_odata(
+            store.database_url,
+            source,
+            settings.accounting.odata_since,
+            kinds=("invoices",),
+            lookback_days=settings.accounting.odata_lookback_days,
+        )
     return MaterializeResult(metadata=ingest_metadata(stats))
 
 
@@ -97,7 +103,13 @@ def payments(
     per_way: dict[str, int] = {}
     source = accounting.odata_source(settings.timezone)
     if source is not None:
-        odata = sync_odata(store.database_url, source, settings.accounting.odata_since, kinds=("payments",))
+        odata = sync_odata(
+            store.database_url,
+            source,
+            settings.accounting.odata_since,
+            kinds=("payments",),
+            lookback_days=settings.accounting.odata_lookback_days,
+        )
         per_way["onec_written"] = odata.written
         total.merge(odata)
     if accounting.statements_dir:

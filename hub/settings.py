@@ -272,6 +272,8 @@ class AccountingSettings(Section):
     )
     odata_since: str = Field("2024-01-01", description="First document date read from 1C (ISO date)")
     odata_page_size: int = Field(500, gt=0, le=5000)
+    # Accountants post documents dated in the past: each run re-reads this many days before its cursor.
+    odata_lookback_days: int = Field(7, ge=0)
     # 1C's invoice field holding the due date; an invoice without one is due after the default terms.
     invoice_due_field: str = "СрокОплаты"
     default_payment_terms_days: int = Field(5, ge=0)

@@ -5,6 +5,7 @@ contacts by ИНН; every source commits its rows together with its cursor."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session
 from connectors.accounting_csv import read_invoices_csv, read_payments_csv
 from connectors.bank_statement import parse_statement, statement_payments
 from connectors.errors import PermanentSourceError
-from connectors.onec_odata import AccountingSource
+from connectors.onec_odata import AccountingSource, since_literal
 from hub.identity.resolve import find_contact
 from hub.ingest.stats import IngestStats
 from hub.masking import mask_text
@@ -243,7 +244,11 @@ def _ref(raw: Any) -> str | None:
 
 
 def sync_odata(
-    database_url: str, source: AccountingSource, since: str, kinds: tuple[str, ...] = ("invoices", "payments")
+    database_url: str,
+    source: AccountingSource,
+    since: str,
+    kinds: tuple[str, ...] = ("invoices", "payments"),
+    lookback_days: int = 0,
 ) -> IngestStats:
     """Counterparties (with the invoices), then invoices and/or payments changed since the cursor,
     page by page. The cursor is the newest document date seen, re-read inclusively (rows dedupe
@@ -252,7 +257,7 @@ def sync_odata(
     source.validate()
     with session_scope(database_url) as session:
         cursor = load_cursor(session, ODATA_SOURCE)
-    start = {kind: cursor.get(kind, since) for kind in ("invoices", "payments")}
+    start = {kind: _looked_back(cursor.get(kind), since, lookback_days) for kind in ("invoices", "payments")}
     if "invoices" in kinds:
         with session_scope(database_url) as session:
             write_counterparties(session, ODATA_SOURCE, source.counterparties(), stats)
@@ -288,6 +293,15 @@ def sync_odata(
         stats.extra[f"{kind}_pages"] = pages_read
     stats.extra["requests"] = source.requests_made()
     return stats
+
+
+def _looked_back(cursor: str | None, since: str, days: int) -> str:
+    """Where a run starts reading: `days` before the cursor (documents posted with a past date),
+    never before the configured first date."""
+    if cursor is None:
+        return since
+    start = (datetime.fromisoformat(cursor) - timedelta(days=days)).isoformat(timespec="seconds")
+    return max(start, since_literal(since))
 
 
 def sync_statement_file(database_url: str, path: Path, our_accounts: Iterable[str]) -> IngestStats:

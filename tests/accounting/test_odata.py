@@ -188,10 +188,17 @@ def test_cursor_rereads_from_the_newest_date_and_writes_nothing_twice(sqlite_sto
         sync_odata(sqlite_store, _client(fake), "2024-01-01")
         fake.requests.clear()
         again = sync_odata(sqlite_store, _client(fake), "2024-01-01")
+        fake.requests.clear()
+        # A document posted later with a past date is found by the look-back.
+        fake.data[INVOICES].append(
+            {**data[INVOICES][0], "Ref_Key": guid(2, 60), "Number": "late", "Date": "2024-03-04T09:00:00"}
+        )
+        late = sync_odata(sqlite_store, _client(fake), "2024-01-01", lookback_days=7)
     assert again.written == 0 and again.unchanged > 0
-    assert any("datetime'2024-03-07T10:30:00'" in r for r in fake.requests if INVOICES in r)
+    assert any("datetime'2024-02-29T10:30:00'" in r for r in fake.requests if INVOICES in r)
+    assert late.written == 1
     with session_scope(sqlite_store) as session:
-        assert len(session.scalars(select(Invoice.id)).all()) == 7
+        assert len(session.scalars(select(Invoice.id)).all()) == 8
         assert len(session.scalars(select(Payment.id)).all()) == 2
 
 
