@@ -48,7 +48,9 @@ def upgrade() -> None:
         sa.Column("candidates", sa.JSON(), nullable=False),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
-            ["payment_id"], ["crm_payments.id"], name=op.f("fk_hub_unmatched_payments_payment_id_crm_payments")
+            ["payment_id"],
+            ["crm_payments.id"],
+            name=op.f("fk_hub_unmatched_payments_payment_id_crm_payments"),
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_hub_unmatched_payments")),
         sa.UniqueConstraint("payment_id", name=op.f("uq_hub_unmatched_payments_payment_id")),
