@@ -59,7 +59,8 @@ def _rounded(frame: pd.DataFrame, digits: int = 2) -> list[dict[str, Any]]:
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "sql"},
-    deps=[AssetKey("resolved_leads")],
+    # Leads with their contacts, calls with theirs (upstream of resolution), sent emails.
+    deps=[AssetKey("resolved_leads"), AssetKey("mail_receipts")],
     description="Touches per contact in hub_touches: web leads (UTM, click ids, referrer by the channel rules "
     "in HUB_ANALYTICS__CHANNELS__*), calls with a tracking-number channel, and sent emails.",
 )
@@ -126,7 +127,7 @@ def lead_attribution(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "pandas", "sql"},
-    deps=[lead_attribution],
+    deps=[lead_attribution, AssetKey("payment_allocations")],
     description="Per channel and campaign for the report period (HUB_ANALYTICS__REPORT_DAYS): leads, deals, won, "
     "revenue from payments allocated to the deals' invoices, conversions, average check, and with the ad cost "
     "from hub_ad_costs: cost, CPL, cost per sale, ROI, cost share. Stored in hub_channel_report.",
@@ -180,6 +181,8 @@ def channel_report(
     group_name=GROUP,
     owners=OWNERS,
     kinds={"python", "pandas", "sql"},
+    # Deals and stages are read from the CRM store; payments decide the cycle from lead to paid.
+    deps=[AssetKey("payment_allocations")],
     description="The funnel per pipeline and rep for the report period from crm_deal_stage_history: deals "
     "entering each stage, conversion onward, median days in stage, win rate, cycle from lead to paid. Stored "
     "in hub_funnel_report and hub_funnel_summary.",
