@@ -55,6 +55,13 @@ def _rounded(frame: pd.DataFrame, digits: int = 2) -> list[dict[str, Any]]:
     return out
 
 
+def _money_total(totals: pd.Series | None, column: str) -> float:
+    """A total for numeric metadata (plotted across runs): rounded to cents, 0 when absent."""
+    if totals is None or pd.isna(totals[column]):
+        return 0.0
+    return round(float(totals[column]), 2)
+
+
 @asset(
     group_name=GROUP,
     owners=OWNERS,
@@ -167,10 +174,8 @@ def channel_report(
             "dagster/row_count": written,
             "period": f"{start.isoformat()} .. {end.isoformat()}",
             "model": analytics.report_model,
-            "revenue": MetadataValue.float(float(totals["revenue"]) if totals is not None else 0.0),
-            "ad_cost": MetadataValue.float(
-                float(totals["cost"]) if totals is not None and pd.notna(totals["cost"]) else 0.0
-            ),
+            "revenue": MetadataValue.float(_money_total(totals, "revenue")),
+            "ad_cost": MetadataValue.float(_money_total(totals, "cost")),
             "channels": markdown_table(_rounded(table[shown].head(PREVIEW_ROWS * 2))),
             "channel_chart": MetadataValue.md(markdown_image(chart, "revenue and ROI per channel")),
         }
