@@ -131,14 +131,13 @@ class _Matcher:
         self.by_ref = {inv.ref: inv for inv in self.invoices.values()}
         self.by_tax: dict[str, list[InvoiceItem]] = defaultdict(list)
         self.by_number: dict[str, list[InvoiceItem]] = defaultdict(list)
-        for inv in sorted(
-            self.invoices.values(), key=lambda i: (i.due_on, i.issued_on, i.number, str(i.key))
-        ):
+        # Sorts are stable: ties keep the caller's order (the store's ids), so runs are repeatable.
+        for inv in sorted(self.invoices.values(), key=lambda i: (i.due_on, i.issued_on, i.number)):
             if inv.tax_id:
                 self.by_tax[inv.tax_id].append(inv)
             self.by_number[inv.number_key].append(inv)
         # Oldest money first: an earlier payment settles an invoice before a later one does.
-        self.order = sorted(self.payments.values(), key=lambda p: (p.paid_on, str(p.key)))
+        self.order = sorted(self.payments.values(), key=lambda p: p.paid_on)
         self.allocations: list[Allocation] = []
         self.identified: set[Hashable] = set()
         self.credit: dict[str, int] = defaultdict(int)
