@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import random
+import re
 from collections import defaultdict
 from datetime import date, timedelta
 
 import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
 
 from hub.receivables.matching import (
     CREDIT,
@@ -233,3 +236,26 @@ def test_books_hold_on_random_ledgers(seed: int, fifo: bool) -> None:
             )
         )
     _check_books(match(invoices, payments, MatchOptions(fifo=fifo)))
+
+
+@given(st.text(alphabet="0123456789 .,№N#-/абвгдежзийклмнопрдоговорфактура", max_size=60))
+def test_text_without_an_invoice_word_names_no_invoice(purpose: str) -> None:
+    assume(not re.search(r"сч|inv|fakt|rach|rech", purpose, re.IGNORECASE))
+    assert invoice_references(purpose) == []
+
+
+@given(
+    st.integers(1, 999_999),
+    st.sampled_from(
+        [
+            "Оплата по счету № {n}",
+            "по сч. {n}",
+            "счет N{n}",
+            "сч.№ 0000-{n:06d}",
+            "oplata faktury FV/2024/03/{n}",
+        ]
+    ),
+)
+def test_every_spelling_gives_the_same_number_key(number: int, spelling: str) -> None:
+    [reference] = invoice_references(spelling.format(n=number))
+    assert reference.number_key == str(number)

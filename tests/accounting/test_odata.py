@@ -262,3 +262,10 @@ def test_recording_replays_the_same_records_as_the_server(tmp_path) -> None:  # 
         live_invoices = [r for page in live.invoice_pages("2024-01-01", parties) for r in page.records]
     replayed = [r for page in snapshot.invoice_pages("2024-01-01", parties) for r in page.records]
     assert replayed == live_invoices and len(replayed) == 7
+
+
+def test_an_odata_error_body_is_reported_with_1cs_message() -> None:
+    with serve(FakeOneC(_base_data())) as fake:
+        client = _client(fake)
+        with pytest.raises(PermanentSourceError, match=r"HTTP 400.*Not found"):
+            client.fetch("Document_НетТакого", None, "Ref_Key", 3, 0)
