@@ -15,31 +15,36 @@ from hub.receivables.ledger import receivable_rows
 from hub.store.models import Invoice, Payment, PaymentAllocation, Receivable
 
 
+def _allocated_per(session: Session, model: Any, label: Any, link: Any) -> list[tuple[Any, Any, Any, Any]]:
+    """(id, label, amount, sum of allocations) of every payment or invoice that has allocations."""
+    return [
+        tuple(row)
+        for row in session.execute(
+            select(model.id, label, model.amount, func.sum(PaymentAllocation.amount))
+            .join(PaymentAllocation, link == model.id)
+            .group_by(model.id, label, model.amount)
+        )
+    ]
+
+
 def payments_over_allocated(session: Session) -> list[dict[str, Any]]:
     """Payments whose allocations exceed the money they carry (a refund: below its negative amount)."""
-    allocated = func.sum(PaymentAllocation.amount)
-    rows = session.execute(
-        select(Payment.id, Payment.source_ref, Payment.amount, allocated)
-        .join(PaymentAllocation, PaymentAllocation.payment_id == Payment.id)
-        .group_by(Payment.id, Payment.source_ref, Payment.amount)
-    ).all()
     return [
         {"payment_id": pid, "ref": ref, "amount": str(amount), "allocated": str(total)}
-        for pid, ref, amount, total in rows
+        for pid, ref, amount, total in _allocated_per(
+            session, Payment, Payment.source_ref, PaymentAllocation.payment_id
+        )
         if (amount >= 0 and total > amount) or (amount < 0 and (total < amount or total > 0))
     ]
 
 
 def invoices_over_allocated(session: Session) -> list[dict[str, Any]]:
-    allocated = func.sum(PaymentAllocation.amount)
-    rows = session.execute(
-        select(Invoice.id, Invoice.number, Invoice.amount, allocated)
-        .join(PaymentAllocation, PaymentAllocation.invoice_id == Invoice.id)
-        .group_by(Invoice.id, Invoice.number, Invoice.amount)
-    ).all()
+    """Invoices settled beyond their amount, or below zero by refunds."""
     return [
         {"invoice_id": iid, "number": number, "amount": str(amount), "allocated": str(total)}
-        for iid, number, amount, total in rows
+        for iid, number, amount, total in _allocated_per(
+            session, Invoice, Invoice.number, PaymentAllocation.invoice_id
+        )
         if total > amount or total < 0
     ]
 
