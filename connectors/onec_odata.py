@@ -228,7 +228,7 @@ class _OneCBase:
                     if not isinstance(row, dict):
                         raise ValueError(f"expected a JSON object, got {type(row).__name__}")
                     record = mapper(row)
-                except (ValueError, TypeError, ArithmeticError) as exc:
+                except (ValueError, TypeError, AttributeError, ArithmeticError) as exc:
                     page.rejected.append(Rejected(ref, row, f"{entity} {ref}: {exc}"))
                     continue
                 if isinstance(row.get("Date"), str):
