@@ -109,3 +109,19 @@ def test_an_api_that_ignores_skip_is_detected_not_looped(sqlite_store: str) -> N
             since=at(0, day=5),
             until=at(0, day=10),
         )
+
+
+def test_windows_never_exceed_the_month_the_api_allows(sqlite_store: str) -> None:
+    api = ZadarmaApi(legs=legs())
+    with serve(api) as url:
+        stats = sync_calls(
+            sqlite_store,
+            source(url, window=timedelta(days=90)),
+            telephony_settings(),
+            "RU",
+            since=at(0, day=1) - timedelta(days=60),
+            until=at(0, day=10),
+        )
+    assert stats.written == 15 and stats.quarantined == 1
+    windows = [r for r in api.requests if r.startswith("/v1/statistics") and "skip=0" in r]
+    assert len(windows) == 3  # 69 days in windows of 28 days
