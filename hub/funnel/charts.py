@@ -13,6 +13,7 @@ matplotlib.use("Agg")  # headless: assets and the CLI run without a display
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 # Small images: the UI stores metadata with every materialization.
 DPI = 80
@@ -58,6 +59,7 @@ def channel_chart(report: pd.DataFrame, title: str, top: int = 10) -> bytes:
     positions = range(len(rows))
     revenue_axis.bar(positions, rows["revenue"].astype(float), color="#59A14F", label="revenue (paid)")
     revenue_axis.set_ylabel("revenue, paid")
+    revenue_axis.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
     revenue_axis.set_xticks(list(positions))
     revenue_axis.set_xticklabels(rows["channel"].tolist(), rotation=30, ha="right")
     roi_axis = revenue_axis.twinx()
