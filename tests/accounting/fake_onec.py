@@ -1,12 +1,14 @@
 """A local 1C:Enterprise standard OData server: $metadata, JSON entity sets with $filter on
 Date/Posted/DeletionMark, $top/$skip paging, HTTP Basic, and the faults 1C really shows (an HTML
-login page with status 200, 5xx, 429 with Retry-After, a cut-off body)."""
+login page with status 200, 5xx, 429 with Retry-After, a cut-off body, an answer too slow)."""
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -26,7 +28,7 @@ class FakeOneC:
     password: str = "secret"
     metadata_fields: dict[str, tuple[str, ...]] | None = None
     html_login: bool = False
-    # Faults served before the real answers, per request: "503", "429", "truncated".
+    # Faults served before the real answers, per request: "503", "429", "truncated", "slow".
     faults: list[str] = field(default_factory=list)
     requests: list[str] = field(default_factory=list)
     url: str = ""
@@ -49,7 +51,9 @@ def _handler(fake: FakeOneC) -> type[BaseHTTPRequestHandler]:
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
             self.end_headers()
-            self.wfile.write(body)
+            # The client may have given up waiting (the timeout fault).
+            with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+                self.wfile.write(body)
 
         def do_GET(self) -> None:
             fake.requests.append(unquote(self.path))
@@ -65,6 +69,9 @@ def _handler(fake: FakeOneC) -> type[BaseHTTPRequestHandler]:
                 fault = fake.faults.pop(0)
                 if fault == "503":
                     self._send(503, b"Service Unavailable", "text/plain")
+                elif fault == "slow":
+                    time.sleep(1.0)  # longer than the client's timeout: the client has given up
+                    self._send(503, b"too late", "text/plain")
                 elif fault == "429":
                     self._send(429, b"Too Many Requests", "text/plain", {"Retry-After": "0"})
                 else:

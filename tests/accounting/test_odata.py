@@ -272,3 +272,12 @@ def test_an_odata_error_body_is_reported_with_1cs_message() -> None:
         client = _client(fake)
         with pytest.raises(PermanentSourceError, match=r"HTTP 400.*Not found"):
             client.fetch("Document_НетТакого", None, "Ref_Key", 3, 0)
+
+
+def test_a_timeout_is_retried() -> None:
+    with serve(FakeOneC(_base_data(), faults=["slow"])) as fake:
+        client = OneCOData(
+            fake.url, fake.user, fake.password, page_size=3, timeout_s=0.3, max_retries=3, backoff_factor=0.01
+        )
+        parties = list(client.counterparties())
+    assert len(parties) == 2 and client.http.retries_used >= 1
