@@ -61,7 +61,7 @@ def load_funnel_data(session: Session) -> FunnelData:
         columns=["deal_id", "pipeline", "rep_id", "stage", "status", "opened_at", "closed_at", "lead_at"],
     )
     deals = _utc(deals, "opened_at", "closed_at", "lead_at")
-    deals["rep_id"] = deals["rep_id"].fillna(ALL_REPS).astype(int)
+    deals["rep_id"] = pd.to_numeric(deals["rep_id"]).fillna(ALL_REPS).astype(int)
     history = pd.DataFrame(
         session.execute(
             select(DealStageChange.deal_id, DealStageChange.stage, DealStageChange.entered_at).order_by(

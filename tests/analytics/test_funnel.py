@@ -189,3 +189,31 @@ def test_plan_facts_from_the_store(sqlite_store: str) -> None:
     assert (facts.calls, facts.calling_reps) == (3, 2)
     plan = make_plan(10_000, facts)
     assert (plan.won_deals, plan.deals, plan.leads) == (10, 20, 5)
+
+
+def test_period_days_are_the_hub_time_zone_days() -> None:
+    import pandas as pd
+
+    from hub.funnel.report import in_period
+
+    # 31 March 22:30 UTC is already 1 April in Moscow (UTC+3).
+    stamps = pd.Series(pd.to_datetime(["2026-03-31 22:30", "2026-03-31 20:30", None], utc=True))
+    april = in_period(stamps, date(2026, 4, 1), date(2026, 4, 30), "Europe/Moscow").tolist()
+    assert april == [True, False, False]
+    assert in_period(stamps, *MARCH, "UTC").tolist() == [True, True, False]
+
+
+def test_stages_of_an_unconfigured_pipeline_follow_their_usual_order(sqlite_store: str) -> None:
+    from hub.funnel.report import stage_order
+
+    with session_scope(sqlite_store) as s:
+        contact = crm.contact(s, "A")
+        for n in range(3):
+            deal = crm.deal(s, f"T{n}", contact, n, "contract", pipeline="tenders")
+            crm.stages(s, deal, [("request", n), ("bid", n + 1), ("contract", n + 2)][: n + 1])
+        data = load_funnel_data(s)
+    assert stage_order("tenders", data.history, PIPELINES) == ["request", "bid", "contract"]
+    stages, _ = funnel_report(data, *MARCH, PIPELINES)
+    tenders = stages[(stages["pipeline"] == "tenders") & (stages["rep_id"] == ALL_REPS)].set_index("stage")
+    assert tenders["entered"].to_dict() == {"request": 3, "bid": 2, "contract": 1}
+    assert tenders.loc["request", "conversion"] == pytest.approx(2 / 3)
