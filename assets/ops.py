@@ -8,6 +8,7 @@ from typing import Any
 
 from dagster import (
     AssetCheckExecutionContext,
+    AssetCheckKey,
     AssetCheckResult,
     AssetChecksDefinition,
     AssetCheckSeverity,
@@ -29,7 +30,6 @@ from dagster import (
     ScheduleDefinition,
     SkipReason,
     apply_freshness_policy,
-    asset_check,
     define_asset_job,
     map_asset_specs,
     multi_asset_check,
@@ -218,7 +218,10 @@ def _result(key: AssetKey, name: str, verdict: Verdict, severity: AssetCheckSeve
     )
 
 
-def _metadata_checks(key: AssetKey, is_source: bool) -> AssetChecksDefinition:
+LEAD_ASSIGNMENTS = AssetKey("lead_assignments")
+
+
+def _check_specs(key: AssetKey, is_source: bool) -> list[AssetCheckSpec]:
     specs = [
         AssetCheckSpec(
             ROW_COUNT_CHECK,
@@ -236,73 +239,74 @@ def _metadata_checks(key: AssetKey, is_source: bool) -> AssetChecksDefinition:
                 "HUB_OPS__QUARANTINE_MAX_SHARE.",
             )
         )
+    if key == LEAD_ASSIGNMENTS:
+        specs.append(
+            AssetCheckSpec(
+                UNASSIGNED_LEADS_CHECK,
+                asset=key,
+                description="No lead waits for a rep longer than HUB_OPS__UNASSIGNED_LEAD_MAX_MINUTES "
+                "(counted from when the hub received it).",
+            )
+        )
+    return specs
+
+
+def _evaluate(
+    instance: DagsterInstance, check_key: AssetCheckKey, settings: OpsSettings, store: StoreResource
+) -> AssetCheckResult:
+    key, name = check_key.asset_key, check_key.name
+    if name == UNASSIGNED_LEADS_CHECK:
+        with store.session() as session:
+            verdict = unassigned_leads_verdict(
+                session, timedelta(minutes=settings.unassigned_lead_max_minutes)
+            )
+        return _result(key, name, verdict, AssetCheckSeverity.ERROR)
+    history = [m for _, m in _history(instance, key, settings.row_count_history + 1)]
+    latest, previous = (history[0], history[1:]) if history else ({}, [])
+    if name == ROW_COUNT_CHECK:
+        counts = [c for c in (row_count_of(m) for m in previous) if c is not None]
+        verdict = row_count_verdict(
+            row_count_of(latest),
+            counts,
+            min_history=settings.row_count_min_history,
+            tolerance=settings.row_count_tolerance,
+        )
+        # A statistical signal, not proof of a fault: shown in the UI, not paged.
+        return _result(key, name, verdict, AssetCheckSeverity.WARN)
+    verdict = quarantine_verdict(
+        latest, max_share=settings.quarantine_max_share, min_rows=settings.quarantine_min_rows
+    )
+    return _result(key, name, verdict, AssetCheckSeverity.ERROR)
+
+
+def _group_checks(group: str, specs: list[AssetCheckSpec]) -> AssetChecksDefinition:
+    """One check step per group: with the multiprocess executor every step is a process, so
+    checks of a group share one (a run of a subset evaluates only the selected checks)."""
 
     @multi_asset_check(
-        name=f"ops_checks_{key.to_python_identifier()}",
+        name=f"ops_checks_{group}",
         specs=specs,
         can_subset=True,
         compute_kind="python",
-        description=f"Checks every asset gets (assets/ops.py) for {key.to_user_string()}",
+        description=f"Checks every asset gets (assets/ops.py), for the {group} group",
     )
     def _checks(
-        context: AssetCheckExecutionContext, hub_settings: HubSettingsResource
+        context: AssetCheckExecutionContext, store: StoreResource, hub_settings: HubSettingsResource
     ) -> Iterable[AssetCheckResult]:
         settings = hub_settings.load().ops
-        history = _history(context.instance, key, settings.row_count_history + 1)
-        latest = history[0][1] if history else {}
-        previous = [m for _, m in history[1:]]
-        selected = {check_key.name for check_key in context.selected_asset_check_keys}
-        if ROW_COUNT_CHECK in selected:
-            counts = [c for c in (row_count_of(m) for m in previous) if c is not None]
-            verdict = row_count_verdict(
-                row_count_of(latest),
-                counts,
-                min_history=settings.row_count_min_history,
-                tolerance=settings.row_count_tolerance,
-            )
-            yield _result(key, ROW_COUNT_CHECK, verdict, AssetCheckSeverity.WARN)
-        if QUARANTINE_CHECK in selected:
-            previous_share = None
-            if previous and row_count_of(previous[0]) and isinstance(previous[0].get("quarantined"), int):
-                previous_share = previous[0]["quarantined"] / (row_count_of(previous[0]) or 1)
-            verdict = quarantine_verdict(
-                latest,
-                max_share=settings.quarantine_max_share,
-                min_rows=settings.quarantine_min_rows,
-                previous_share=previous_share,
-            )
-            yield _result(key, QUARANTINE_CHECK, verdict, AssetCheckSeverity.ERROR)
+        for check_key in sorted(context.selected_asset_check_keys, key=str):
+            yield _evaluate(context.instance, check_key, settings, store)
 
     return _checks
-
-
-def _unassigned_leads_check() -> AssetChecksDefinition:
-    @asset_check(
-        asset=AssetKey("lead_assignments"),
-        name=UNASSIGNED_LEADS_CHECK,
-        compute_kind="sql",
-        description="No lead waits for a rep longer than HUB_OPS__UNASSIGNED_LEAD_MAX_MINUTES "
-        "(counted from when the hub received it).",
-    )
-    def _check(store: StoreResource, hub_settings: HubSettingsResource) -> AssetCheckResult:
-        max_age = timedelta(minutes=hub_settings.load().ops.unassigned_lead_max_minutes)
-        with store.session() as session:
-            verdict = unassigned_leads_verdict(session, max_age)
-        return _result(
-            AssetKey("lead_assignments"), UNASSIGNED_LEADS_CHECK, verdict, AssetCheckSeverity.ERROR
-        )
-
-    return _check
 
 
 def build_ops_checks(assets_defs: Sequence[AssetsDefinition]) -> list[AssetChecksDefinition]:
     """The checks that apply across assets; each domain adds its own checks beside its assets."""
     roots = root_keys(assets_defs)
-    keys = [spec.key for spec in _specs(assets_defs)]
-    checks = [_metadata_checks(key, key in roots) for key in keys]
-    if AssetKey("lead_assignments") in keys:
-        checks.append(_unassigned_leads_check())
-    return checks
+    specs_by_group: dict[str, list[AssetCheckSpec]] = defaultdict(list)
+    for spec in _specs(assets_defs):
+        specs_by_group[spec.group_name or "default"] += _check_specs(spec.key, spec.key in roots)
+    return [_group_checks(group, specs) for group, specs in sorted(specs_by_group.items())]
 
 
 # ---------------------------------------------------------------- alerts for ops

@@ -76,9 +76,7 @@ def row_count_verdict(
     )
 
 
-def quarantine_verdict(
-    metadata: Mapping[str, Any], *, max_share: float, min_rows: int, previous_share: float | None = None
-) -> Verdict:
+def quarantine_verdict(metadata: Mapping[str, Any], *, max_share: float, min_rows: int) -> Verdict:
     """Fail when a run quarantined a large share of its input (a format change at the source)."""
     quarantined = metadata.get("quarantined")
     rows_in = row_count_of(metadata)
@@ -90,8 +88,6 @@ def quarantine_verdict(
         )
     share = quarantined / rows_in
     meta: dict[str, Any] = {"quarantined": quarantined, "rows_in": rows_in, "share": round(share, 4)}
-    if previous_share is not None:
-        meta["previous_share"] = round(previous_share, 4)
     if quarantined >= min_rows and share > max_share:
         return Verdict(
             False,
