@@ -44,6 +44,8 @@ MAX_PAGE = 1000
 MAX_WINDOW = timedelta(days=28)  # "at most a month apart": the shortest month is safe
 RECORDING_LINK_LIFETIME_S = 5_184_000  # the longest Zadarma allows (60 days)
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
+# Legs of one call (ring group, queue, transfer) are logged within this time of each other.
+CALL_SETTLE = timedelta(minutes=10)
 CREDENTIAL_SETTING = "HUB_TELEPHONY__ZADARMA__API_KEY and HUB_TELEPHONY__ZADARMA__API_SECRET"
 
 DISPOSITIONS: dict[str, Disposition] = {
@@ -129,12 +131,27 @@ class ZadarmaCalls(CloudPbxSource):
         return body
 
     def raw_pages(self, since: datetime, until: datetime | None) -> Iterator[list[Any]]:
-        end_all = until or datetime.now(self.zone)
+        # The last minutes are left to the next run (its lookback re-reads them): a call's
+        # later legs may not be logged yet.
+        end_all = until or datetime.now(self.zone) - CALL_SETTLE
         start = since
         while start < end_all:
             end = min(start + self.window, end_all)
-            yield self._window_records(start, end)
-            start = end
+            records = self._window_records(start, end)
+            if end < end_all:
+                # A call whose legs reach the window's last minutes may go on past it: its legs
+                # are read again with the next window, which starts at its first leg.
+                records, carried_from = _hold_back_late_calls(
+                    records, end.astimezone(self.zone) - CALL_SETTLE
+                )
+                start = (
+                    max(carried_from.replace(tzinfo=self.zone), end - self.window / 2)
+                    if carried_from
+                    else end
+                )
+            else:
+                start = end
+            yield records
 
     def _window_records(self, start: datetime, end: datetime) -> list[Any]:
         """Every leg of a window, so that legs of one call on different pages are grouped."""
@@ -223,6 +240,26 @@ class ZadarmaCalls(CloudPbxSource):
             return None  # recording removed or not yet stored: the call itself still counts
         link = body.get("link") or (body.get("links") or [None])[0]
         return str(link) if link else None
+
+
+def _hold_back_late_calls(records: list[Any], tail_start: datetime) -> tuple[list[Any], datetime | None]:
+    """The records without the calls that have a leg at or after `tail_start` (local time),
+    and the first leg's start of those held back."""
+    tail = tail_start.strftime(TIME_FORMAT)  # "Y-m-d H:M:S" compares in time order
+    late = {
+        r.get("pbx_call_id")
+        for r in records
+        if isinstance(r, dict) and isinstance(r.get("callstart"), str) and r["callstart"] >= tail
+    }
+    if not late:
+        return records, None
+    kept = [r for r in records if not (isinstance(r, dict) and r.get("pbx_call_id") in late)]
+    starts = [r["callstart"] for r in records if isinstance(r, dict) and r.get("pbx_call_id") in late]
+    try:
+        first = datetime.strptime(min(starts), TIME_FORMAT)
+    except ValueError:
+        return records, None  # unreadable times: left to the parser to reject
+    return kept, first
 
 
 def _leg_key(raw: dict[str, Any]) -> str:

@@ -125,3 +125,24 @@ def test_windows_never_exceed_the_month_the_api_allows(sqlite_store: str) -> Non
     assert stats.written == 15 and stats.quarantined == 1
     windows = [r for r in api.requests if r.startswith("/v1/statistics") and "skip=0" in r]
     assert len(windows) == 3  # 69 days in windows of 28 days
+
+
+def test_a_call_across_a_window_boundary_stays_one_call(sqlite_store: str) -> None:
+    boundary = datetime(2026, 3, 6, 3, 0)  # windows start at 00:00 UTC, 03:00 in Moscow
+    queue = [
+        zadarma_leg("in_edge", "e.1", boundary - timedelta(minutes=2), clid="79160000002",
+                    destination="74950000000", sip="101", disposition="no answer", seconds=0),
+        zadarma_leg("in_edge", "e.2", boundary + timedelta(seconds=30), clid="79160000002",
+                    destination="74950000000", sip="102", seconds=120),
+    ]  # fmt: skip
+    api = ZadarmaApi(legs=legs() + queue)
+    with serve(api) as url:
+        stats = sync_calls(
+            sqlite_store, source(url), telephony_settings(), "RU", since=at(0, day=5), until=at(0, day=10)
+        )
+    assert stats.written == 16
+    with session_scope(sqlite_store) as session:
+        edge = session.scalars(select(Activity).where(Activity.source_ref == "in_edge")).one()
+        leads = session.scalars(select(Lead).where(Lead.phone_e164 == "+79160000002")).all()
+    assert (edge.disposition, edge.talk_s, edge.details["legs"]) == ("answered", 120, 2)
+    assert len(leads) == 1 and leads[0].message.startswith("Inbound call")
