@@ -41,6 +41,8 @@ class CallPage:
     pending_since: datetime | None = None
     repeated: int = 0
     skipped_legs: int = 0
+    # Legs that are not calls of their own but name the rep who answered a call: call id -> number.
+    answered_by: dict[str, str] = field(default_factory=dict)
 
 
 class CallSource(Protocol):

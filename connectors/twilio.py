@@ -129,6 +129,8 @@ class TwilioCalls(CloudPbxSource):
         return calls
 
     def _to_call(self, record: TwilioCall, page: CallPage) -> Call | None:
+        """The call of a record; None for a call not over yet or a forwarded leg (which names,
+        for its parent call, the rep who answered: in this run, or in the store afterwards)."""
         started = parse_twilio_time(record.start_time)
         if record.status in PENDING_STATUSES:
             moment = started or datetime.now(UTC)
@@ -138,6 +140,7 @@ class TwilioCalls(CloudPbxSource):
             # A leg forwarding an inbound call to a rep's phone: it names who answered.
             if record.status == "completed":
                 self._answered_by.setdefault(record.parent_call_sid, record.to)
+                page.answered_by[record.parent_call_sid] = record.to
             page.skipped_legs += 1
             return None
         if started is None:

@@ -356,6 +356,27 @@ def link_calls_to_contacts(session: Session) -> int:
     return int(result.rowcount or 0)
 
 
+def assign_reps_from_legs(
+    session: Session, provider: str, answered_by: dict[str, str], maps: CallMaps
+) -> int:
+    """Stored calls without a rep get the rep whose number a later-read leg says answered."""
+    assigned = 0
+    for call_id, number in answered_by.items():
+        rep_id = maps.reps_by_phone.get(e164_of(number, maps.default_region) or "")
+        if rep_id is None:
+            continue
+        result = session.execute(
+            update(Activity)
+            .where(
+                Activity.source_system == provider, Activity.source_ref == call_id, Activity.rep_id.is_(None)
+            )
+            .values(rep_id=rep_id)
+            .execution_options(synchronize_session=False)
+        )
+        assigned += int(result.rowcount or 0)
+    return assigned
+
+
 # ---------------------------------------------------------------- cloud PBX (HTTP)
 
 
@@ -423,6 +444,8 @@ def _write_page(
         stats.rows_in += len(page.rejected)
         stats.extra["repeated_calls_dropped"] = page.repeated
         stats.extra["legs_merged"] = page.skipped_legs
+        if page.answered_by:
+            stats.extra["reps_from_legs"] = assign_reps_from_legs(session, provider, page.answered_by, maps)
         if cursor is not None:
             save_cursor(session, cursor_name(provider), cursor)
     return stats

@@ -182,3 +182,21 @@ def test_malformed_records_go_to_quarantine_with_reasons(crm_sqlite: str) -> Non
     assert "RFC 2822" in reasons["CAbaddate"]
     assert "duration" in reasons["CAnegative"]
     assert "expected a JSON object" in reasons[None]
+
+
+def test_a_forwarded_leg_read_after_its_call_names_the_rep(crm_sqlite: str) -> None:
+    parent = twilio_call("CAparent", at(9), frm=unknown(5), to=OFFICE_LINE, duration=90)
+    leg = twilio_call(
+        "CAleg", at(9) + timedelta(seconds=2), frm=OFFICE_LINE, to="+74951000001",
+        direction="outbound-dial", parent="CAparent", duration=85,
+    )  # fmt: skip
+    api = TwilioApi(calls=[parent])
+    settings = telephony_settings()
+    with serve(api) as url:
+        sync_calls(crm_sqlite, make_source(url, fetch_recordings=False), settings, "RU", now=at(10))
+        api.calls.append(leg)  # Twilio listed the forwarded leg only later
+        later = sync_calls(crm_sqlite, make_source(url, fetch_recordings=False), settings, "RU", now=at(11))
+    assert later.extra["reps_from_legs"] == 1
+    with session_scope(crm_sqlite) as session:
+        rows = session.scalars(select(Activity)).all()
+    assert [(a.source_ref, a.rep_id) for a in rows] == [("CAparent", 1)]
