@@ -86,24 +86,27 @@ def blocking_keys(record: MatchRecord) -> Iterable[tuple[str, str]]:
         # One word exact and the rest by its first letters: a typo in the other word still meets.
         for index, token in enumerate(tokens):
             if len(token) >= 3:
-                rest = "".join(t[:2] for i, t in enumerate(tokens) if i != index)
+                rest = "".join(t[:3] for i, t in enumerate(tokens) if i != index)
                 yield "word", f"{token}|{rest}"
     elif tokens and record.company:
         yield "surname-company", f"{tokens[0]}|{record.company}"
 
 
+_FUZZY_KINDS = frozenset({"name", "word", "fields", "fields2", "surname-company"})
+
+
 def _sub_blocks(members: list[int], records: list[MatchRecord]) -> Iterable[list[int]]:
     """An oversized name block (a common name) split by company and by city."""
-    by_company: dict[str, list[int]] = defaultdict(list)
-    by_city: dict[str, list[int]] = defaultdict(list)
+    by_field: dict[tuple[str, str], list[int]] = defaultdict(list)
     for index in members:
         record = records[index]
         if record.company:
-            by_company[record.company].append(index)
+            by_field["company", record.company].append(index)
         if record.city:
-            by_city[record.city].append(index)
-    yield from by_company.values()
-    yield from by_city.values()
+            by_field["city", record.city].append(index)
+        if record.name.patronymic:
+            by_field["patronymic", record.name.patronymic].append(index)
+    yield from by_field.values()
 
 
 def candidate_pairs(
@@ -116,13 +119,16 @@ def candidate_pairs(
             blocks[key].append(index)
     n = len(records)
     pairs: set[int] = set()
-    limit = thresholds.max_block
     for (kind, _), members in blocks.items():
         if len(members) < 2:
             continue
+        # Name blocks only feed fuzzy links, which need one more agreeing field: a block of
+        # namesakes is split by those fields early, which keeps the pairs near-linear.
+        fuzzy = kind in _FUZZY_KINDS
+        limit = max(2, thresholds.max_block // 5) if fuzzy else thresholds.max_block
         groups: Iterable[list[int]] = [members]
         if len(members) > limit:
-            if kind not in ("name", "word", "fields", "fields2"):
+            if not fuzzy:
                 result.blocks_skipped += 1  # a key shared by that many records proves nothing
                 continue
             groups = _sub_blocks(members, records)

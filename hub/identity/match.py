@@ -5,6 +5,8 @@ incremental resolution (resolve.py) and the file deduplicator (dedupe.py)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
+from itertools import permutations
 
 from rapidfuzz import fuzz
 
@@ -103,20 +105,40 @@ class Link:
 
 
 def name_score(a: NameParts, b: NameParts) -> float | None:
-    """Similarity of two names 0..100 (None if either is missing); a name with fewer words
-    ("Иванов") is compared as a part of the longer one ("Иван Иванов")."""
+    """Similarity of two names 0..100 (None if either is missing), each word matched to its best
+    counterpart whatever the order; a name with fewer words ("Иванов") is compared as a part of
+    the longer one ("Иван Иванов"), slightly discounted."""
     if not a.tokens or not b.tokens:
         return None
-    if a.tokens == b.tokens:
-        score = 100.0
-    elif len(a.tokens) == len(b.tokens):
-        score = fuzz.ratio(a.key, b.key)
-    else:
-        score = fuzz.token_set_ratio(a.key, b.key) * 0.97
+    score = 100.0 if a.tokens == b.tokens else _words_score(a.tokens, b.tokens)
     # Different patronymics are different people (father and son share the rest).
     if a.patronymic and b.patronymic and fuzz.ratio(a.patronymic, b.patronymic) < 80:
         score = min(score, 50.0)
     return score
+
+
+@lru_cache(maxsize=1 << 20)
+def _words_score(a: tuple[str, ...], b: tuple[str, ...]) -> float:
+    """Best word-to-word alignment score; cached, as namesakes make the same comparisons often."""
+    short, long = (a, b) if len(a) <= len(b) else (b, a)
+    if len(short) == 2 and len(long) == 2:
+        (x0, x1), (y0, y1) = short, long
+        straight = fuzz.ratio(x0, y0) * (len(x0) + len(y0)) + fuzz.ratio(x1, y1) * (len(x1) + len(y1))
+        crossed = fuzz.ratio(x0, y1) * (len(x0) + len(y1)) + fuzz.ratio(x1, y0) * (len(x1) + len(y0))
+        return max(
+            straight / (len(x0) + len(y0) + len(x1) + len(y1)),
+            crossed / (len(x0) + len(y1) + len(x1) + len(y0)),
+        )
+    if len(long) > 4:
+        score = fuzz.token_sort_ratio(" ".join(a), " ".join(b))
+    else:
+        score = max(_aligned(short, order) for order in permutations(long, len(short)))
+    return score * 0.97 if len(short) < len(long) else score
+
+
+def _aligned(words: tuple[str, ...], others: tuple[str, ...]) -> float:
+    weight = sum(len(x) + len(y) for x, y in zip(words, others, strict=False))
+    return sum(fuzz.ratio(x, y) * (len(x) + len(y)) for x, y in zip(words, others, strict=False)) / weight
 
 
 def compare(
@@ -129,7 +151,9 @@ def compare(
     emails known to be used by several people (a switchboard, info@)."""
     names = name_score(a.name, b.name)
     compatible = names is None or names >= thresholds.name_compatible
-    strong_name = names is not None and names >= thresholds.fuzzy_link
+    # A name decides only when both are full (given name and surname): "Иван" proves nothing.
+    full = len(a.name.tokens) >= 2 and len(b.name.tokens) >= 2
+    strong_name = full and names is not None and names >= thresholds.fuzzy_link
     evidence: list[str] = []
 
     if a.tax and b.tax and a.tax.value == b.tax.value and a.tax.identifies_person and compatible:
@@ -159,38 +183,45 @@ def compare(
     if fields >= 2 and a.ident and b.ident and fuzz.ratio(a.ident, b.ident) >= 85:
         # An id, a birth date and an address agreeing outweigh a name typed differently.
         return Link(0.96, f"same identifier and {fields} more fields", (NAME_INDEPENDENT, "ident"))
-    if names is None or names < thresholds.name_probable:
+    if not full or names is None or names < thresholds.name_probable:
         return None
-    found = _corroboration(a, b)
-    if not found or (not strong_name and len(found) < 2):
-        return None  # a namesake: a name alone never links
-    return Link(
-        0.8 + 0.02 * min(len(found), 5),
-        f"similar name ({names:.0f}) and {', '.join(found)}",
-        ("name", *found),
-    )
+    strong, weak = _corroboration(a, b)
+    if strong_name:
+        enough = len(strong) >= 1 or len(weak) >= 2
+    else:
+        enough = len(strong) >= 2 or (len(strong) == 1 and len(weak) >= 1)
+    if not enough:
+        return None  # a namesake: a name alone (or with a city) never links
+    found = strong + weak
+    score = 0.8 + 0.02 * min(len(strong) * 2 + len(weak), 5)
+    return Link(score, f"similar name ({names:.0f}) and {', '.join(found)}", ("name", *found))
 
 
-def _corroboration(a: MatchRecord, b: MatchRecord) -> list[str]:
-    found = []
+def _corroboration(a: MatchRecord, b: MatchRecord) -> tuple[list[str], list[str]]:
+    """Fields that agree besides the name: strong ones (company, a phone one digit apart, tax id,
+    further identifiers) and weak ones (city, patronymic, the mailbox name at another provider)."""
+    strong, weak = [], []
     if a.company and b.company and (a.company == b.company or fuzz.ratio(a.company, b.company) >= 90):
-        found.append("same company")
+        strong.append("same company")
     if a.email and b.email and not a.email_role and not b.email_role:
         local_a, local_b = a.email.partition("@")[0], b.email.partition("@")[0]
         if len(local_a) >= 5 and local_a == local_b:
-            found.append("same mailbox name")
+            # "a.ivanov" at two providers may well be two people: it only adds to other evidence.
+            weak.append("same mailbox name")
     if a.phone and b.phone and len(a.phone) == len(b.phone) and fuzz.ratio(a.phone, b.phone) >= 90:
-        found.append("phone one digit apart")
+        strong.append("phone one digit apart")
     if a.tax and b.tax and a.tax.value == b.tax.value:
-        found.append("same company tax id")
-    if a.city and b.city and a.city == b.city and len(a.name.tokens) >= 2 and len(b.name.tokens) >= 2:
-        found.append("same city")
+        strong.append("same company tax id")
     if a.ident and b.ident and fuzz.ratio(a.ident, b.ident) >= 85:
-        found.append("identifier one character apart")
+        strong.append("identifier one character apart")
     fields = _extra_agreements(a, b)
     if fields:
-        found.append(f"{fields} more fields" if fields > 1 else "one more field")
-    return found
+        strong.append(f"{fields} more fields" if fields > 1 else "one more field")
+    if a.city and b.city and a.city == b.city:
+        weak.append("same city")
+    if a.name.patronymic and a.name.patronymic == b.name.patronymic:
+        weak.append("same patronymic")
+    return strong, weak
 
 
 def _extra_agreements(a: MatchRecord, b: MatchRecord) -> int:

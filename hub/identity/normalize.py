@@ -64,10 +64,12 @@ def normalize_phone(raw: str | None, default_region: str = "RU") -> Phone | None
         extension = match.group(1)
         text = text[: match.start()].strip(" ,;")
     number = _fast_national(text, default_region)
-    if number is None or not phonenumbers.is_valid_number(number):
+    if number is None:
         number = _parse_phone(text, default_region)
         if number is None:
             return None
+    elif not phonenumbers.is_valid_number(number):
+        return None  # the full parser reads these shapes the same way: no second opinion
     if number.extension and not extension:
         extension = number.extension
     return Phone(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164), extension)
@@ -227,8 +229,8 @@ def fold_token(token: str) -> str:
 
 _DIMINUTIVES = {fold_token(k): fold_token(v) for k, v in _DIMINUTIVES_CYRILLIC.items()}
 _PATRONYMIC_ENDINGS = ("ovic", "evic", "ovna", "evna", "icna", "inicna")
-_NAME_SPLIT = re.compile(r"[\s,;/|_]+|(?<=[a-zа-яё])\.(?=\S)", re.IGNORECASE)
-_WORD_CHARS = re.compile(r"[^\w\-']+")
+# Words of a name: letters (an apostrophe inside, as in O'Brien); digits and punctuation split.
+_WORDS = re.compile(r"[^\W\d_]+(?:'[^\W\d_]+)?")
 
 
 @dataclass(frozen=True)
@@ -254,15 +256,14 @@ def name_parts(raw: str | None) -> NameParts:
         return NameParts((), None, ())
     words: list[str] = []
     initials: list[str] = []
-    for word in _NAME_SPLIT.split(raw.strip()):
-        for part in _WORD_CHARS.sub(" ", word).replace("-", " ").split():
-            folded = fold_token(part)
-            if not folded:
-                continue
-            if len(folded) == 1 or len(part.rstrip(".")) == 1:
-                initials.append(folded[0])
-            else:
-                words.append(folded)
+    for word in _WORDS.findall(raw):
+        folded = fold_token(word)
+        if not folded:
+            continue
+        if len(word) == 1 or len(folded) == 1:
+            initials.append(folded[0])
+        else:
+            words.append(folded)
     patronymic = None
     # Only a third word is taken for a patronymic: "Абрамович Роман" keeps its surname.
     if len(words) >= 3:
@@ -300,6 +301,7 @@ _LEGAL_FORM_RE = re.compile(
 )
 
 
+@lru_cache(maxsize=200_000)
 def company_key(raw: str | None) -> str | None:
     """A company's name without legal form, quotes and case, folded like names:
     'ООО «Ромашка»', 'Romashka LLC' and '"РОМАШКА" ООО' all give 'romaska'."""
