@@ -11,7 +11,7 @@ from datetime import date
 # A word that says "invoice" — never "договор" (contract) or "счет-фактура" (a tax invoice,
 # numbered separately), whose numbers would match unrelated invoices.
 _INVOICE_WORD = (
-    r"(?:(?<![\w-])(?:сч[её]т(?:у|а|ам|ов|ом|ах|е)?(?!\s*-?\s*фактур)(?:\s+на\s+оплату)?"
+    r"(?:(?<![\w-])(?:сч[её]т(?:у|а|ам|ов|ом|ах|е)?(?!\s*-?\s*фактур)(?:-оферт[аеуы]?|\s+на\s+оплату)?"
     r"|сч(?:\.|\b)(?!\s*-?\s*ф)"
     r"|invoices?|inv\.?|faktur[aęyi]?|rachunk[ua]|rechnung)(?![\w-]))"
 )
