@@ -18,10 +18,16 @@ _INVOICE_WORD = (
 _NUMBER = r"(?:[A-Za-zА-Яа-я]{1,5}[-/])?\d(?:[\d/\-]*\d)?"
 _MARK = r"(?:№+|N(?=\s*\d)|#|No\.?|Nr\.?|номер)"
 _DATE = r"(?P<day>\d{1,2})[./](?P<month>\d{1,2})[./](?P<year>\d{4}|\d{2})"
+_DATED = rf"\s*(?:г\.)?\s*(?:от|from|z\s+dnia|z|dd\.?|vom)\s*(?P<date>{_DATE})"
 _REFERENCE = re.compile(
     rf"{_INVOICE_WORD}[\s.:]*(?:{_MARK}[\s.:]*)?(?P<numbers>{_NUMBER}(?:\s*(?:,|;|и|and|i)\s*(?:{_MARK}\s*)?{_NUMBER})*)"
-    rf"(?:\s*(?:г\.)?\s*(?:от|from|z\s+dnia|z|dd\.?|vom)\s*(?P<date>{_DATE}))?",
+    rf"(?:{_DATED})?",
     re.IGNORECASE,
+)
+# "... № 128 от 05.03.2024 и № 129 от 06.03.2024": a further number continues the list only with
+# its own date, so an amount after a comma ("..., 1000-00 руб.") is never read as an invoice.
+_DATED_CONTINUATION = re.compile(
+    rf"\s*(?:,|;|и|and|i)\s*(?:{_MARK}\s*)?(?P<numbers>{_NUMBER}){_DATED}", re.IGNORECASE
 )
 _NUMBER_RE = re.compile(_NUMBER)
 _DIGIT_GROUPS = re.compile(r"\d+")
@@ -64,16 +70,19 @@ def invoice_references(purpose: str | None) -> list[InvoiceReference]:
         return []
     found: list[InvoiceReference] = []
     seen: set[str] = set()
-    for match in _REFERENCE.finditer(purpose):
-        issued = None
-        if match.group("date"):
-            issued = _date(match.group("day"), match.group("month"), match.group("year"))
-        numbers = _NUMBER_RE.findall(match.group("numbers"))
-        for number in numbers:
-            key = number_key(number)
-            if key in seen:
-                continue
-            seen.add(key)
-            # A date written after a list belongs to the last number only when there is one.
-            found.append(InvoiceReference(key, number, issued if len(numbers) == 1 else None))
+    for first in _REFERENCE.finditer(purpose):
+        match: re.Match[str] | None = first
+        while match is not None:
+            issued = None
+            if match.group("date"):
+                issued = _date(match.group("day"), match.group("month"), match.group("year"))
+            numbers = _NUMBER_RE.findall(match.group("numbers"))
+            for number in numbers:
+                key = number_key(number)
+                if key in seen:
+                    continue
+                seen.add(key)
+                # A date written after a list belongs to the number only when there is one.
+                found.append(InvoiceReference(key, number, issued if len(numbers) == 1 else None))
+            match = _DATED_CONTINUATION.match(purpose, match.end()) if issued else None
     return found
