@@ -1,8 +1,9 @@
 """The baseline every ingest benchmark is measured against: the same rows inserted as they are
-(all text, no validation) into a plain table of the same database, in batches, one transaction."""
+(all text, no validation) into a plain table of the same database; and the benchmarks' options."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -36,3 +37,11 @@ def bare_bulk_insert(
             conn.execute(insert(table), chunk)
             count += len(chunk)
     return count
+
+
+def bench_arguments(doc: str | None) -> argparse.Namespace:
+    """--rows and --database-url, the options every ingest benchmark takes."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in a temp folder")
+    return parser.parse_args()

@@ -8,7 +8,6 @@ insert of the same rows into the same database.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import random
 import resource
@@ -17,7 +16,7 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from bench.baseline import bare_bulk_insert
+from bench.baseline import bare_bulk_insert, bench_arguments
 from hub.demo import people
 from hub.identity.resolve import index_contact
 from hub.ingest.telephony import sync_cdr_dir
@@ -128,12 +127,7 @@ def bare_insert(database_url: str, path: Path) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in a temp folder")
-    args = parser.parse_args()
+    args = bench_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "cdr"
         folder.mkdir()

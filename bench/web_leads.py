@@ -7,7 +7,6 @@ bulk insert of the same rows into the same database.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import random
 import resource
@@ -15,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.baseline import bare_bulk_insert
+from bench.baseline import bare_bulk_insert, bench_arguments
 from hub.demo import people
 from hub.ingest.site import sync_csv_dir
 from hub.store import migrate
@@ -71,12 +70,7 @@ def bare_insert(database_url: str, path: Path, batch: int = 2000) -> int:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--database-url", default="", help="default: a fresh SQLite file in a temp folder")
-    args = parser.parse_args()
+    args = bench_arguments(__doc__)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp) / "csv"
         folder.mkdir()
