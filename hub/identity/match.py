@@ -182,7 +182,16 @@ def compare(
     fields = _extra_agreements(a, b)
     if fields >= 2 and a.ident and b.ident and fuzz.ratio(a.ident, b.ident) >= 85:
         # An id, a birth date and an address agreeing outweigh a name typed differently.
-        return Link(0.96, f"same identifier and {fields} more fields", (NAME_INDEPENDENT, "ident"))
+        return Link(0.96, f"same identifier and {fields:g} more fields", (NAME_INDEPENDENT, "ident"))
+    if fields >= 3:
+        # A birth date, a postcode and an address agreeing (the further fields of a file) with
+        # one name word in common: the rest of the name was mistyped or swapped.
+        city = 1.0 if a.city and a.city == b.city else 0.0
+        common_word = names is None or any(
+            fuzz.ratio(x, y) >= 85 for x in a.name.tokens for y in b.name.tokens
+        )
+        if fields + city >= 4 and common_word:
+            return Link(0.9, f"{fields:g} more fields and a name word", (NAME_INDEPENDENT, "fields"))
     if not full or names is None or names < thresholds.name_probable:
         return None
     strong, weak = _corroboration(a, b)
@@ -215,8 +224,10 @@ def _corroboration(a: MatchRecord, b: MatchRecord) -> tuple[list[str], list[str]
     if a.ident and b.ident and fuzz.ratio(a.ident, b.ident) >= 85:
         strong.append("identifier one character apart")
     fields = _extra_agreements(a, b)
-    if fields:
-        strong.append(f"{fields} more fields" if fields > 1 else "one more field")
+    if fields >= 1:
+        strong.append(f"{fields:g} more fields" if fields > 1 else "one more field")
+    elif fields:
+        weak.append("a short field")
     if a.city and b.city and a.city == b.city:
         weak.append("same city")
     if a.name.patronymic and a.name.patronymic == b.name.patronymic:
@@ -224,15 +235,15 @@ def _corroboration(a: MatchRecord, b: MatchRecord) -> tuple[list[str], list[str]
     return strong, weak
 
 
-def _extra_agreements(a: MatchRecord, b: MatchRecord) -> int:
-    agreed = 0
+def _extra_agreements(a: MatchRecord, b: MatchRecord) -> float:
+    """Further fields equal (or, when long, nearly equal); a short value such as a house number
+    counts half: many people share one."""
+    agreed = 0.0
     for value_a, value_b in zip(a.extra, b.extra, strict=False):
-        if (
-            value_a
-            and value_b
-            and (value_a == value_b or (len(value_a) >= 5 and fuzz.ratio(value_a, value_b) >= 85))
-        ):
-            agreed += 1
+        if not value_a or not value_b:
+            continue
+        if value_a == value_b or (len(value_a) >= 5 and fuzz.ratio(value_a, value_b) >= 85):
+            agreed += 1.0 if len(value_a) >= 4 else 0.5
     return agreed
 
 
