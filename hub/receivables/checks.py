@@ -1,6 +1,6 @@
 """The invariants that hold the books together, checked on the store: no payment allocated beyond
-its amount, no invoice beyond its own, and outstanding = invoiced - allocated per invoice and in
-total. Each returns the offending rows (empty when the books hold)."""
+its amount, no invoice beyond its own, and outstanding = invoiced - allocated per invoice, per
+contact and in total. Each returns the offending rows (empty when the books hold)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from hub.receivables.ledger import receivable_rows
-from hub.store.models import Invoice, Payment, PaymentAllocation, Receivable
+from hub.store.models import ContactReceivable, Invoice, Payment, PaymentAllocation, Receivable
 
 
 def _allocated_per(session: Session, model: Any, label: Any, link: Any) -> list[tuple[Any, Any, Any, Any]]:
@@ -73,6 +73,23 @@ def outstanding_mismatches(session: Session, as_of: date) -> list[dict[str, Any]
                     "invoice_id": invoice_id,
                     "problem": f"outstanding {got.outstanding}, invoiced {want['invoiced']} - allocated "
                     f"{want['allocated']} = {want['outstanding']}",
+                }
+            )
+    per_contact: dict[int, Decimal] = {}
+    for row in written.values():
+        if row.contact_id is not None and row.outstanding > 0:
+            per_contact[row.contact_id] = per_contact.get(row.contact_id, Decimal(0)) + row.outstanding
+    contacts = {
+        r.contact_id: r.outstanding
+        for r in session.scalars(select(ContactReceivable).where(ContactReceivable.as_of == as_of))
+    }
+    for contact_id in sorted(set(per_contact) | set(contacts)):
+        if per_contact.get(contact_id, Decimal(0)) != contacts.get(contact_id, Decimal(0)):
+            problems.append(
+                {
+                    "invoice_id": f"contact {contact_id}",
+                    "problem": f"contact owes {contacts.get(contact_id)}, its invoices "
+                    f"{per_contact.get(contact_id, Decimal(0))}",
                 }
             )
     total_invoiced = sum((r["invoiced"] for r in expected.values()), Decimal(0))

@@ -25,6 +25,7 @@ from hub.receivables.matching import (
 )
 from hub.store.models import (
     Contact,
+    ContactReceivable,
     Invoice,
     Payment,
     PaymentAllocation,
@@ -267,7 +268,55 @@ def write_receivables(session: Session, as_of: date) -> list[dict[str, Any]]:
         )
     )
     upsert(session, Receivable, rows, key=["invoice_id", "as_of"])
+    per_contact = contact_receivable_rows(rows, as_of)
+    session.execute(
+        delete(ContactReceivable).where(
+            ContactReceivable.as_of == as_of,
+            ContactReceivable.contact_id.not_in([r["contact_id"] for r in per_contact]),
+        )
+    )
+    upsert(session, ContactReceivable, per_contact, key=["contact_id", "as_of"])
     return rows
+
+
+# crm_contact_receivables column of each aging bucket.
+BUCKET_COLUMNS = {
+    "current": "current",
+    "1-30": "days_1_30",
+    "31-60": "days_31_60",
+    "61-90": "days_61_90",
+    "90+": "days_90_plus",
+}
+
+
+def contact_receivable_rows(rows: list[dict[str, Any]], as_of: date) -> list[dict[str, Any]]:
+    """The invoices' receivables summed per CRM contact: what the client owes as of the date, by
+    bucket, and the bucket of its oldest unpaid invoice."""
+    per: dict[int, dict[str, Any]] = {}
+    for row in rows:
+        if row["contact_id"] is None:
+            continue
+        entry = per.setdefault(
+            row["contact_id"],
+            {
+                "contact_id": row["contact_id"],
+                "as_of": as_of,
+                "invoices": 0,
+                "invoiced": Decimal(0),
+                "outstanding": Decimal(0),
+                "max_days_overdue": 0,
+                **{column: Decimal(0) for column in BUCKET_COLUMNS.values()},
+            },
+        )
+        entry["invoices"] += 1
+        entry["invoiced"] += row["invoiced"]
+        if row["outstanding"] > 0:
+            entry["outstanding"] += row["outstanding"]
+            entry[BUCKET_COLUMNS[row["aging_bucket"]]] += row["outstanding"]
+            entry["max_days_overdue"] = max(entry["max_days_overdue"], row["days_overdue"])
+    for entry in per.values():
+        entry["aging_bucket"] = aging_bucket(entry["max_days_overdue"])
+    return [per[key] for key in sorted(per)]
 
 
 def aging_summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

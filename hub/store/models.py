@@ -344,6 +344,27 @@ class UnmatchedPayment(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
 
 
+class ContactReceivable(Base):
+    """What a CRM contact owes as of a date: the sum of its invoices' receivables, split by aging
+    bucket, with the oldest debt's days past due (the figure a rep sees on the client's card)."""
+
+    __tablename__ = "crm_contact_receivables"
+    __table_args__ = (UniqueConstraint("contact_id", "as_of"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    contact_id: Mapped[int] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
+    as_of: Mapped[date] = mapped_column(Date, index=True)
+    invoices: Mapped[int] = mapped_column(Integer)
+    invoiced: Mapped[Decimal] = mapped_column(Money)
+    outstanding: Mapped[Decimal] = mapped_column(Money)
+    current: Mapped[Decimal] = mapped_column(Money)
+    days_1_30: Mapped[Decimal] = mapped_column(Money)
+    days_31_60: Mapped[Decimal] = mapped_column(Money)
+    days_61_90: Mapped[Decimal] = mapped_column(Money)
+    days_90_plus: Mapped[Decimal] = mapped_column(Money)
+    max_days_overdue: Mapped[int] = mapped_column(Integer)
+    aging_bucket: Mapped[str] = mapped_column(String(10))  # of the oldest unpaid invoice
+
+
 class LeadAttribution(Base):
     """Weight of each channel in a lead's or won deal's conversion, per model."""
 

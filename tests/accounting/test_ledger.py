@@ -14,7 +14,15 @@ from hub.ingest.stats import IngestStats
 from hub.receivables.checks import invoices_over_allocated, outstanding_mismatches, payments_over_allocated
 from hub.receivables.ledger import aging_summary, receivable_rows, receivables_by_contact, reconcile
 from hub.store.db import session_scope
-from hub.store.models import Contact, Invoice, Payment, PaymentAllocation, Receivable, UnmatchedPayment
+from hub.store.models import (
+    Contact,
+    ContactReceivable,
+    Invoice,
+    Payment,
+    PaymentAllocation,
+    Receivable,
+    UnmatchedPayment,
+)
 from hub.store.upsert import upsert
 from tests.accounting.builders import INN_A, INN_B
 
@@ -117,6 +125,14 @@ def test_reconcile_writes_allocations_queue_statuses_and_aging(store_url: str) -
         assert outstanding_mismatches(session, AS_OF) == []
         rows = receivable_rows(session, AS_OF)
         per_contact = receivables_by_contact(session, rows)
+        [client] = session.scalars(select(ContactReceivable).where(ContactReceivable.as_of == AS_OF)).all()
+    assert (client.invoices, client.outstanding, client.days_90_plus, client.days_1_30) == (
+        4,  # 105 is issued after the as-of date
+        Decimal("810.00"),
+        Decimal("510.00"),
+        Decimal("300.00"),
+    )
+    assert (client.max_days_overdue, client.aging_bucket) == (133, "90+")
     assert allocations == {
         ("p1", "101"): (Decimal("400.00"), "purpose_number"),
         ("p2", "102"): (Decimal("500.00"), "tax_id_amount"),
@@ -215,8 +231,14 @@ def test_checks_catch_books_that_do_not_hold(sqlite_store: str) -> None:
         receivable = session.scalars(select(Receivable).where(Receivable.outstanding > 0)).first()
         assert receivable is not None
         receivable.outstanding += Decimal("1.00")
+        contact_row = session.scalars(select(ContactReceivable)).one()
+        contact_row.outstanding -= Decimal("5.00")
     with session_scope(sqlite_store) as session:
         assert [p["amount"] for p in payments_over_allocated(session)] == ["500.00"]
         assert [i["number"] for i in invoices_over_allocated(session)] == ["102"]
         problems = outstanding_mismatches(session, AS_OF)
-        assert {p["invoice_id"] for p in problems} >= {receivable.invoice_id, "total"}
+        assert {p["invoice_id"] for p in problems} >= {
+            receivable.invoice_id,
+            "total",
+            f"contact {contact_row.contact_id}",
+        }
