@@ -234,16 +234,18 @@ class IdleSession:
         self.client = client
         self.check_s = check_s
 
-    def wait(self) -> list[Any]:
-        """Block up to check_s for server news; returns the untagged responses (EXISTS etc.)."""
+    def wait(self, timeout_s: float | None = None) -> list[Any]:
+        """Block up to timeout_s (default check_s) for server news; returns the untagged
+        responses (EXISTS etc.), including those the server sends when IDLE ends."""
+        timeout_s = timeout_s or self.check_s
         try:
             self.client.idle()
             started = time.monotonic()
-            responses = self.client.idle_check(timeout=self.check_s)
+            responses = self.client.idle_check(timeout=timeout_s)
             elapsed = time.monotonic() - started
             if any(_is_bye(r) for r in responses):
                 raise ConnectionDropped("server said BYE during IDLE")
-            if not responses and elapsed < self.check_s / 2:
+            if not responses and elapsed < timeout_s / 2:
                 raise ConnectionDropped(f"IDLE returned after {elapsed:.2f}s with nothing: connection lost")
             more = self.client.idle_done()
             extra = list(more[1]) if isinstance(more, tuple) and len(more) > 1 else []

@@ -208,7 +208,7 @@ def _variant(msg: EmailMessage, subject: str, has_report: bool) -> ReceiptVarian
         return "plain_text"
     if "outlook" in agent or "exchange" in agent or msg.get("X-MS-Exchange-Organization-SCL") is not None:
         return "outlook"
-    if _PREFIX_RE.match(subject) and not lowered.startswith(("read receipt", "return receipt")):
+    if _PREFIX_RE.match(subject) and not lowered.startswith(("read receipt", "disposition notification")):
         # "Read:" / "Прочитано:" / "Przeczytane:" reports are Outlook's wording.
         return "outlook"
     return "rfc8098"

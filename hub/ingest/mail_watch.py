@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 # Passes run back to back while mail keeps arriving, before IDLE is entered again.
 MAX_PASSES_PER_WAKEUP = 5
+# Longer than Dovecot's 0.5 s notification delay, short enough to bound a missed notice.
+POST_PASS_IDLE_S = 1.5
 
 
 @dataclass
@@ -140,7 +142,11 @@ class MailWatcher:
                 backoff = 0.5
             except CredentialError:
                 raise
-            except (ConnectionDropped, *NETWORK_ERRORS) as exc:
+            except Exception as exc:
+                # A dropped connection, or the store briefly unavailable: a long-running watcher
+                # waits and starts over from the saved cursors rather than dying.
+                if not isinstance(exc, (ConnectionDropped, *NETWORK_ERRORS)):
+                    log.exception("mail watcher: unexpected error")
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.mailbox.drop()
                 if self.stop_event.is_set():
@@ -156,14 +162,22 @@ class MailWatcher:
         self._pass()
         idle = IdleSession(self.mailbox.client, self.mail.idle_check_s)
         idle_since = self.clock()
+        just_passed = True
         while not self.stop_event.is_set():
             # Each wait is one IDLE command of at most idle_check_s: re-issued far inside the
-            # 29 minutes after which servers may drop an IDLE client (RFC 2177).
-            responses = idle.wait()
+            # 29 minutes after which servers may drop an IDLE client (RFC 2177). Right after a
+            # pass the first IDLE is short: Dovecot may not announce a message that landed
+            # between the pass's SELECT and the IDLE command until that IDLE ends.
+            responses = idle.wait(POST_PASS_IDLE_S if just_passed else None)
+            just_passed = False
             if responses or self.clock() - idle_since >= self.mail.idle_renew_s:
                 # The periodic pass also reads the Sent folder, which IDLE on receipts misses.
                 self._pass()
                 idle_since = self.clock()
+                just_passed = True
+            else:
+                # Alerts whose retry backoff or quiet hours ended while the mailbox was quiet.
+                deliver_pending(self.database_url, self.transports, retry_policy(self.mail))
 
     def _pass(self) -> None:
         """Run passes until the folder holds nothing past the cursor. A receipt that lands
