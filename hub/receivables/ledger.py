@@ -113,7 +113,9 @@ def reconcile(
     """Match every payment made up to `as_of` and write allocations, the unmatched queue, invoice
     statuses and (unless the caller writes them itself) the receivables as of that date."""
     invoices, payments = load_items(session, as_of)
-    existing = session.scalars(select(PaymentAllocation)).all()
+    # Only the allocations of the payments matched now: a payment made after `as_of` keeps its own.
+    matched = {p.key for p in payments}
+    existing = [a for a in session.scalars(select(PaymentAllocation)) if a.payment_id in matched]
     fixed = [
         Allocation(a.payment_id, a.invoice_id, to_kopecks(a.amount), MANUAL, a.confidence, a.detail or "")
         for a in existing

@@ -242,3 +242,13 @@ def test_checks_catch_books_that_do_not_hold(sqlite_store: str) -> None:
             "total",
             f"contact {contact_row.contact_id}",
         }
+
+
+def test_reconciling_an_earlier_date_leaves_later_payments_allocations_alone(sqlite_store: str) -> None:
+    _load(sqlite_store)
+    with session_scope(sqlite_store) as session:
+        reconcile(session, AS_OF)
+        before = session.scalars(select(PaymentAllocation.id)).all()
+        reconcile(session, date(2024, 3, 1))
+        after = session.scalars(select(PaymentAllocation.id)).all()
+    assert sorted(after) == sorted(before)
