@@ -120,6 +120,7 @@ class RepPool:
         self.shift = {rep_id: on_shift(rep, now) for rep_id, rep in self.reps.items()}
         self.version = dict.fromkeys(self.reps, 0)
         self.heaps: dict[tuple[Profile, bool], list[tuple[float, float, int, int]]] = {}
+        self.pool_size: dict[tuple[Profile, bool], int] = {}
         self.heaps_of: dict[int, list[list[tuple[float, float, int, int]]]] = {r: [] for r in self.reps}
 
     def ratio(self, rep_id: int) -> float:
@@ -141,6 +142,7 @@ class RepPool:
             ]
             heapq.heapify(heap)
             self.heaps[key] = heap
+            self.pool_size[key] = len(heap)
             for _, _, rep_id, _ in heap:
                 self.heaps_of[rep_id].append(heap)
         return heap
@@ -167,7 +169,7 @@ class RepPool:
         if rep_id is None:
             return None, "no active rep has the region, language and skill asked for"
         rep = self.reps[rep_id]
-        count = len(self._heap(profile, note == "on shift"))
+        count = self.pool_size[(profile, note == "on shift")]
         return rep, (
             f"lowest load {self.ratio(rep_id):.2f} of capacity {rep.capacity} among qualified reps "
             f"({note}; {count} in the pool)"

@@ -61,6 +61,7 @@ def test_lowest_relative_load_with_weights(store_url: str) -> None:
     assert leads["new-1"].assigned_rep_id == 2  # 0.2 < 0.275
     assert leads["new-2"].assigned_rep_id == 1  # small is now 0.3 > 0.275
     assert "lowest load 0.20 of capacity 10" in leads["new-1"].routing_reason
+    assert "(on shift; 2 in the pool)" in leads["new-2"].routing_reason
     assert stats.load_before == {"big": 0.275, "small": 0.2}
     assert stats.load_after == {"big": 0.3, "small": 0.3}
 
