@@ -250,17 +250,17 @@ def sync_odata(
     kinds: tuple[str, ...] = ("invoices", "payments"),
     lookback_days: int = 0,
 ) -> IngestStats:
-    """Counterparties (with the invoices), then invoices and/or payments changed since the cursor,
-    page by page. The cursor is the newest document date seen, re-read inclusively (rows dedupe
+    """Counterparties, then invoices and/or payments changed since the cursor, page by page. The
+    cursor is the newest document date seen; a run starts `lookback_days` before it (rows dedupe
     by key)."""
     stats = IngestStats()
     source.validate()
     with session_scope(database_url) as session:
         cursor = load_cursor(session, ODATA_SOURCE)
     start = {kind: _looked_back(cursor.get(kind), since, lookback_days) for kind in ("invoices", "payments")}
-    if "invoices" in kinds:
-        with session_scope(database_url) as session:
-            write_counterparties(session, ODATA_SOURCE, source.counterparties(), stats)
+    # Read every time: a payment from a client created in 1C since the last run needs its ИНН.
+    with session_scope(database_url) as session:
+        write_counterparties(session, ODATA_SOURCE, source.counterparties(), stats)
     readers = {
         "invoices": (source.invoice_pages, write_invoices),
         "payments": (source.payment_pages, write_payments),
