@@ -135,6 +135,9 @@ class ContactIndex:
             .join(ContactIdentifier, ContactIdentifier.contact_id == Contact.id)
             .where(ContactIdentifier.kind == kind, ContactIdentifier.value == value)
             .order_by(Contact.id)
+            # A switchboard known under hundreds of contacts is shared after the first few:
+            # reading them all would make every lead on it cost as much as the CRM is large.
+            .limit(self.max_name_candidates)
         ).all()
         return self._live(found)
 
