@@ -31,7 +31,7 @@ _DATED_CONTINUATION = re.compile(
 )
 _NUMBER_RE = re.compile(_NUMBER)
 _DIGIT_GROUPS = re.compile(r"\d+")
-_YEAR = re.compile(r"^(?:19|20)\d\d$")
+_YEAR = re.compile(r"^20\d\d$")
 
 
 @dataclass(frozen=True)
@@ -44,16 +44,20 @@ class InvoiceReference:
 
 
 def number_key(number: str) -> str:
-    """What identifies an invoice number across spellings: its last group of digits that is not a
-    year, without leading zeros ("0000-000128", "FV/2024/03/128", "128" -> "128")."""
+    """What identifies an invoice number across spellings: its last group of digits (the one before
+    a trailing year), without leading zeros ("0000-000128", "FV/2024/03/128", "128/2024" -> "128")."""
     if number.isdigit():  # the common case, and the hot path when matching millions
         return number.lstrip("0") or "0"
     groups = _DIGIT_GROUPS.findall(number)
     if not groups:
         return number.strip().upper()
-    if len(groups) > 1:
-        groups = [g for g in groups if not _YEAR.match(g)] or groups
-    return groups[-1].lstrip("0") or "0"
+    last = groups[-1]
+    years_before = [g for g in groups[:-1] if _YEAR.match(g)]
+    # "128/2024": the year comes last and the number before it; "FV/2024/03/2024": a number that
+    # looks like a year, after the document's own year (no number carries two years).
+    if len(groups) > 1 and _YEAR.match(last) and not years_before:
+        last = next((g for g in reversed(groups[:-1]) if not _YEAR.match(g)), last)
+    return last.lstrip("0") or "0"
 
 
 def _date(day: str, month: str, year: str) -> date | None:
