@@ -349,12 +349,13 @@ def _send(store: StoreResource, ops_alerts: OpsAlertsResource, alert: OpsAlert) 
     channels = ops_alerts.channels()
     if not channels.recipients():
         return (
-            "no ops alert channel configured (HUB_OPS__SMTP_HOST + HUB_OPS__MAIL_TO, or HUB_OPS__WEBHOOK_URL)"
+            "no ops alert channel configured (HUB_OPS__SMTP_HOST + HUB_OPS__MAIL_TO, "
+            "HUB_OPS__SLACK_WEBHOOK_URL, or HUB_OPS__TELEGRAM_BOT_TOKEN + HUB_OPS__TELEGRAM_CHAT_ID)"
         )
     with store.session() as session:
         new_rows = enqueue_ops_alert(session, alert, channels)
     stats = deliver_ops_alerts(store.database_url, channels)
-    return f"{new_rows} new alert rows; sent {stats.sent}, failed {stats.failed}, gave up {stats.gave_up}"
+    return f"{new_rows} new alert rows; sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}"
 
 
 @run_failure_sensor(

@@ -78,8 +78,9 @@ class OpsAlertsResource(ConfigurableResource):
     smtp_timeout_s: float = 30.0
     mail_from: str = "dagster@localhost"
     mail_to: list[str] = Field(default_factory=list)
-    webhook_url: str = ""
-    webhook_format: str = "slack"
+    slack_webhook_url: str = ""
+    telegram_bot_token: str = ""
+    telegram_api_url: str = "https://api.telegram.org"
     telegram_chat_id: str = ""
     max_attempts: int = 5
     dagster_ui_url: str = "http://127.0.0.1:3000"
@@ -94,8 +95,9 @@ class OpsAlertsResource(ConfigurableResource):
             smtp_timeout_s=self.smtp_timeout_s,
             mail_from=self.mail_from,
             mail_to=tuple(self.mail_to),
-            webhook_url=self.webhook_url,
-            webhook_format=self.webhook_format,
+            slack_webhook_url=self.slack_webhook_url,
+            telegram_bot_token=self.telegram_bot_token,
+            telegram_api_url=self.telegram_api_url,
             telegram_chat_id=self.telegram_chat_id,
             max_attempts=self.max_attempts,
         )
@@ -223,8 +225,9 @@ def build_resources(settings: HubSettings | None = None) -> dict[str, Any]:
             smtp_timeout_s=settings.ops.smtp_timeout_s,
             mail_from=settings.ops.mail_from,
             mail_to=settings.ops.mail_to,
-            webhook_url=secret("HUB_OPS__WEBHOOK_URL"),
-            webhook_format=settings.ops.webhook_format,
+            slack_webhook_url=secret("HUB_OPS__SLACK_WEBHOOK_URL"),
+            telegram_bot_token=secret("HUB_OPS__TELEGRAM_BOT_TOKEN"),
+            telegram_api_url=settings.ops.telegram_api_url,
             telegram_chat_id=settings.ops.telegram_chat_id,
             max_attempts=settings.ops.max_delivery_attempts,
             dagster_ui_url=settings.dagster_ui_url,

@@ -154,19 +154,20 @@ class OpsSettings(Section):
     )
     quarantine_max_share: float = Field(0.25, gt=0, le=1, description="Of a run's input rows")
     quarantine_min_rows: int = Field(5, ge=1, description="Fewer quarantined rows never fail the check")
-    # Ops alerts: SMTP (password secret: HUB_OPS__SMTP_PASSWORD) and/or a chat webhook
-    # (secret: HUB_OPS__WEBHOOK_URL, the Slack incoming-webhook URL or Telegram bot API URL).
+    # Ops alerts by SMTP (password: HUB_OPS__SMTP_PASSWORD), a Slack incoming webhook (the URL is
+    # the secret: HUB_OPS__SLACK_WEBHOOK_URL) and/or Telegram (HUB_OPS__TELEGRAM_BOT_TOKEN + chat id).
     smtp_host: str = ""
     smtp_port: int = Field(587, gt=0, lt=65536)
-    smtp_security: str = Field("starttls", pattern="^(starttls|ssl|none)$")
+    smtp_security: str = Field("starttls", pattern="^(ssl|starttls|plain)$")
     smtp_user: str = ""
     smtp_password: str = Field("", repr=False)
     smtp_timeout_s: float = Field(30.0, gt=0)
     mail_from: str = "dagster@localhost"
     mail_to: list[str] = Field(default_factory=list)
-    webhook_url: str = Field("", repr=False)
-    webhook_format: str = Field("slack", pattern="^(slack|telegram)$")
-    telegram_chat_id: str = ""
+    slack_webhook_url: str = Field("", repr=False)
+    telegram_bot_token: str = Field("", repr=False)
+    telegram_api_url: str = "https://api.telegram.org"
+    telegram_chat_id: str = Field("", description="Chat (or channel) the ops alerts go to")
     max_delivery_attempts: int = Field(5, ge=1)
 
 

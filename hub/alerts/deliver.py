@@ -55,6 +55,8 @@ class SmtpTransport:
     password: str = ""
     timeout_s: float = 30.0
     verify_tls: bool = True
+    # Named in errors; the ops alerts (hub/ops) use the same transport with their own settings.
+    credential_setting: str = "HUB_MAIL__SMTP_USERNAME and HUB_MAIL__SMTP_PASSWORD"
 
     def send(self, alert: AlertOutbox) -> None:
         message = EmailMessage()
@@ -80,8 +82,7 @@ class SmtpTransport:
                 smtp.send_message(message)
         except smtplib.SMTPAuthenticationError as exc:
             raise PermanentDeliveryError(
-                f"SMTP {self.host} refused the login ({exc.smtp_code}): check HUB_MAIL__SMTP_USERNAME "
-                "and HUB_MAIL__SMTP_PASSWORD"
+                f"SMTP {self.host} refused the login ({exc.smtp_code}): check {self.credential_setting}"
             ) from None
         except smtplib.SMTPRecipientsRefused as exc:
             codes = {code for code, _ in exc.recipients.values()}
@@ -99,12 +100,18 @@ def alert_message_id(idempotency_key: str, from_addr: str) -> str:
 class TelegramTransport:
     """Bot API sendMessage; the recipient is the rep's chat id."""
 
-    def __init__(self, bot_token: str, api_url: str = "https://api.telegram.org", timeout_s: float = 15.0):
+    def __init__(
+        self,
+        bot_token: str,
+        api_url: str = "https://api.telegram.org",
+        timeout_s: float = 15.0,
+        credential_setting: str = "HUB_MAIL__TELEGRAM_BOT_TOKEN",
+    ):
         self.bot_token = bot_token
         self.http = HttpClient(
             f"{api_url.rstrip('/')}/bot{bot_token}/",
             source="telegram",
-            credential_setting="HUB_MAIL__TELEGRAM_BOT_TOKEN",
+            credential_setting=credential_setting,
             timeout_s=timeout_s,
             max_retries=0,
         )
@@ -119,12 +126,17 @@ class TelegramTransport:
 class SlackTransport:
     """Incoming webhook: POST {"text": ...}; the URL itself is the credential."""
 
-    def __init__(self, webhook_url: str, timeout_s: float = 15.0):
+    def __init__(
+        self,
+        webhook_url: str,
+        timeout_s: float = 15.0,
+        credential_setting: str = "HUB_MAIL__SLACK_WEBHOOK_URL",
+    ):
         self.webhook_url = webhook_url
         self.http = HttpClient(
             webhook_url,
             source="slack",
-            credential_setting="HUB_MAIL__SLACK_WEBHOOK_URL",
+            credential_setting=credential_setting,
             timeout_s=timeout_s,
             max_retries=0,
         )

@@ -12,7 +12,8 @@ GUIDE = (PROJECT_DIR / "docs" / "DEPLOYMENT.md").read_text()
 
 def test_variable_table_comes_from_the_settings_model() -> None:
     variables = {v.name: v for v in settings_variables()}
-    assert variables["HUB_OPS__SMTP_PASSWORD"].secret and variables["HUB_OPS__WEBHOOK_URL"].secret
+    assert variables["HUB_OPS__SMTP_PASSWORD"].secret and variables["HUB_OPS__SLACK_WEBHOOK_URL"].secret
+    assert variables["HUB_OPS__TELEGRAM_BOT_TOKEN"].secret
     assert not variables["HUB_OPS__MAIL_TO"].secret
     table = markdown_table()
     assert all(f"`{name}`" in table for name in variables)
