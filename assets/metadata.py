@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,9 +17,20 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], empty: str = "_nothing_") 
     columns = list(rows[0].keys())
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for row in rows:
-        cells = [str(row.get(c, "")).replace("|", "\\|").replace("\n", " ")[:120] for c in columns]
+        cells = [_cell(row.get(c, "")) for c in columns]
         lines.append("| " + " | ".join(cells) + " |")
     return MetadataValue.md("\n".join(lines))
+
+
+def _cell(value: Any) -> str:
+    """A value as one markdown cell: shown, never interpreted (no HTML, links or new rows)."""
+    text = html.escape(str(value)[:120], quote=False)
+    return (
+        text.replace("|", "\\|")
+        .replace("\n", " ")
+        .replace("\r", " ")
+        .replace("javascript:", "javascript&#58;")
+    )
 
 
 def ingest_metadata(stats: IngestStats, **extra: Any) -> dict[str, Any]:

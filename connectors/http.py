@@ -12,6 +12,7 @@ from urllib.parse import urljoin
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3.exceptions import MaxRetryError, SSLError
 from urllib3.util.retry import Retry
 
 from connectors.errors import (
@@ -37,6 +38,10 @@ class CountingRetry(Retry):
         return new
 
     def increment(self, *args: Any, **kwargs: Any) -> Retry:
+        error = kwargs.get("error")
+        if isinstance(error, SSLError):
+            # An untrusted certificate stays untrusted: fail at once instead of backing off.
+            raise MaxRetryError(kwargs.get("_pool"), kwargs.get("url") or "", error)
         if self.owner is not None:
             self.owner.retries_used += 1
         return super().increment(*args, **kwargs)
@@ -90,6 +95,7 @@ class HttpClient:
         retry.owner = self
         self.session = requests.Session()
         self.session.verify = verify_tls
+        self.verify_tls = verify_tls
         self.session.auth = auth
         self.session.headers.update({"Accept": "application/json", "User-Agent": "crm-integration-hub/0.1"})
         if headers:
@@ -115,10 +121,20 @@ class HttpClient:
         url = self.url(path_or_url)
         self.requests_made += 1
         try:
-            response = self.session.request(method, url, timeout=self.timeout_s, **kwargs)
+            # verify= on each request: requests lets REQUESTS_CA_BUNDLE override a session's
+            # verify=False (psf/requests#3829), which would silently ignore the setting.
+            response = self.session.request(
+                method, url, timeout=self.timeout_s, verify=self.verify_tls, **kwargs
+            )
         except requests.exceptions.RetryError as exc:
             raise TransientSourceError(
                 f"{self.source}: gave up on {url} after {self.retries_used} retries: {exc}"
+            ) from None
+        except requests.exceptions.SSLError as exc:
+            raise PermanentSourceError(
+                f"{self.source}: the TLS certificate of {url} is not trusted ({_ssl_reason(exc)}): install "
+                "its CA in the system store, or switch verification off for this source only (its "
+                "verify_tls setting)"
             ) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
             raise TransientSourceError(f"{self.source}: cannot reach {url}: {type(exc).__name__}") from None
@@ -178,3 +194,16 @@ class HttpClient:
         raise TransientSourceError(
             f"{self.source}: {url}: {last_error} (after {self.body_retries} retries of the body)"
         )
+
+
+def _ssl_reason(exc: Exception) -> str:
+    text = str(exc)
+    for reason in (
+        "self-signed certificate",
+        "certificate has expired",
+        "Hostname mismatch",
+        "unable to get local issuer certificate",
+    ):
+        if reason.lower() in text.lower():
+            return reason
+    return "certificate verify failed"

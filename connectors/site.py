@@ -26,6 +26,8 @@ from connectors.errors import PermanentSourceError
 from connectors.http import HttpClient
 
 LEADS_PATH = "api/v1/leads"
+# Key of the record read_leads_csv yields for a row the csv module could not read.
+UNREADABLE = "_unreadable"
 SIGNATURE_HEADER = "X-Hub-Signature"
 TIMESTAMP_HEADER = "X-Hub-Timestamp"
 
@@ -153,10 +155,22 @@ def read_leads_csv(path: str | Path, start_row: int = 0) -> Iterator[tuple[int, 
         fh.seek(0)
         delimiter = ";" if sample.count(";") > sample.count(",") else ","
         reader = csv.DictReader(fh, delimiter=delimiter)
-        for row_number, row in enumerate(reader, start=1):
-            if row_number <= start_row:
+        row_number = 0
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # One broken row (e.g. a cell over csv's 128 KiB limit) must not stop the import:
+                # it is handed on to be quarantined with the reason, and reading goes on.
+                row_number += 1
+                if row_number > start_row:
+                    yield row_number, {UNREADABLE: f"row {row_number} is not readable CSV: {exc}"}
                 continue
-            yield row_number, _record(row)
+            row_number += 1
+            if row_number > start_row:
+                yield row_number, _record(row)
 
 
 def _record(row: dict[str | None, Any]) -> dict[str, Any]:

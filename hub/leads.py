@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from connectors.site import UNREADABLE
 from hub.channels import classify_channel
 from hub.identity.normalize import normalize_email, normalize_phone
 from hub.ingest.stats import IngestStats
@@ -75,6 +76,8 @@ def write_web_leads(
         try:
             if not isinstance(raw, dict):
                 raise LeadRejected(f"expected a JSON object, got {type(raw).__name__}")
+            if UNREADABLE in raw:
+                raise LeadRejected(str(raw[UNREADABLE]))
             row = lead_row_from_web(WebLead.model_validate(raw), source_system, default_region)
         except (ValidationError, LeadRejected) as exc:
             quarantine(session, source_system, raw, exc, source_ref=ref or _raw_id(raw))

@@ -11,7 +11,8 @@ _TEXT = 300
 
 def _clean(value: object) -> object:
     if isinstance(value, str):
-        value = value.strip()
+        # NUL is no character a person typed, and PostgreSQL text cannot hold it.
+        value = value.replace("\x00", "").strip()
         return value or None
     return value
 

@@ -17,7 +17,7 @@ from hub.leads import write_web_leads
 from hub.store.cursors import load_cursor, save_cursor
 from hub.store.db import session_scope
 from hub.store.models import WebhookInbox
-from hub.store.quarantine import quarantine
+from hub.store.quarantine import quarantine, storable
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
@@ -73,7 +73,7 @@ def accept_webhook(
     row = {
         "endpoint": endpoint,
         "dedup_key": dedup_key,
-        "body": body.decode("utf-8", errors="replace"),
+        "body": storable(body.decode("utf-8", errors="replace")),
         "headers": headers,
         "received_at": utcnow(),
     }
@@ -109,6 +109,12 @@ def _records_in_post(session: Any, post: WebhookInbox) -> list[Any]:
         body = json.loads(post.body)
     except json.JSONDecodeError as exc:
         quarantine(session, WEBHOOK_SOURCE, post.body, f"webhook body is not JSON: {exc}", f"inbox:{post.id}")
+        return []
+    except RecursionError:
+        # Hostile nesting must not leave the post unprocessed, blocking every later run.
+        quarantine(
+            session, WEBHOOK_SOURCE, post.body, "webhook body is nested too deeply", f"inbox:{post.id}"
+        )
         return []
     if isinstance(body, dict) and isinstance(body.get("leads"), list):
         return body["leads"]

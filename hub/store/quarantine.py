@@ -19,10 +19,17 @@ MAX_RAW_CHARS = 100_000
 
 def raw_text(raw: Any) -> str:
     if isinstance(raw, bytes):
-        return raw.decode("utf-8", errors="replace")
-    if isinstance(raw, str):
-        return raw
-    return json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
+        text = raw.decode("utf-8", errors="replace")
+    elif isinstance(raw, str):
+        text = raw
+    else:
+        text = json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
+    return storable(text)
+
+
+def storable(text: str) -> str:
+    """Text PostgreSQL can hold: a NUL (hostile or broken input) is kept visibly as \\x00."""
+    return text.replace("\x00", "\\x00")
 
 
 def describe_error(error: Exception | str) -> str:
@@ -44,10 +51,10 @@ def quarantine(
     fingerprint = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
     row = {
         "source": source,
-        "source_ref": source_ref,
+        "source_ref": storable(source_ref)[:300] if source_ref is not None else None,
         "fingerprint": fingerprint,
         "raw": text[:MAX_RAW_CHARS],
-        "error": describe_error(error)[:10_000],
+        "error": storable(describe_error(error))[:10_000],
         "created_at": utcnow(),
     }
     upsert(session, QuarantineRecord, [row], key=["source", "fingerprint"], update=["error"])
