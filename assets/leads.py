@@ -7,6 +7,7 @@ from dagster import AssetExecutionContext, AssetKey, MaterializeResult, Metadata
 from assets.metadata import markdown_table
 from assets.resources import HubSettingsResource, StoreResource
 from hub.identity.resolve import resolve_new_leads
+from hub.leads import link_activities_to_lead_contacts
 from hub.routing.router import route_open_leads
 
 # Every asset that writes rows into crm_leads: resolution runs after each of them.
@@ -32,6 +33,7 @@ def resolved_leads(
         stats = resolve_new_leads(
             session, timedelta(hours=settings.routing.duplicate_window_hours), identity=settings.identity
         )
+        linked = link_activities_to_lead_contacts(session)
     return MaterializeResult(
         metadata={
             "leads_resolved": stats.leads,
@@ -40,6 +42,7 @@ def resolved_leads(
             "duplicates": stats.duplicates,
             "contacts_merged": stats.merged_contacts,
             "shared_keys_not_trusted": stats.guarded,
+            "activities_linked_to_contacts": linked,
             "reasons": markdown_table([{"reason": k, "leads": v} for k, v in stats.reasons.items()]),
         }
     )

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
 from connectors.site import UNREADABLE
@@ -13,7 +14,7 @@ from hub.channels import classify_channel
 from hub.identity.normalize import normalize_email, normalize_phone
 from hub.ingest.stats import IngestStats
 from hub.masking import mask_email, mask_phone
-from hub.store.models import Lead
+from hub.store.models import Activity, Lead
 from hub.store.quarantine import quarantine
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
@@ -113,3 +114,19 @@ def _raw_id(raw: Any) -> str | None:
         value = raw.get("id") or raw.get("lead_id")
         return str(value)[:200] if value is not None else None
     return None
+
+
+def link_activities_to_lead_contacts(session: Session) -> int:
+    """Activities recorded for a lead before it was resolved (a call from an unknown number)
+    get the contact the lead was resolved to. Part of resolution, so that one run of the graph
+    leaves nothing for the next run to change."""
+    lead_contact = (
+        select(Lead.contact_id).where(Lead.id == Activity.lead_id).correlate(Activity).scalar_subquery()
+    )
+    result = session.execute(
+        update(Activity)
+        .where(and_(Activity.contact_id.is_(None), Activity.lead_id.is_not(None), lead_contact.is_not(None)))
+        .values(contact_id=lead_contact)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import phonenumbers
-from sqlalchemy import and_, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from connectors.asterisk_cdr import PROVIDER as ASTERISK
@@ -334,28 +334,6 @@ def quarantine_rejected(
         stats.note_quarantined(describe_error(record.reason))
 
 
-def link_calls_to_contacts(session: Session) -> int:
-    """Calls of a phone lead get the contact the lead was resolved to (resolution runs after
-    the calls are written)."""
-    lead_contact = (
-        select(Lead.contact_id).where(Lead.id == Activity.lead_id).correlate(Activity).scalar_subquery()
-    )
-    result = session.execute(
-        update(Activity)
-        .where(
-            and_(
-                Activity.kind == "call",
-                Activity.contact_id.is_(None),
-                Activity.lead_id.is_not(None),
-                lead_contact.is_not(None),
-            )
-        )
-        .values(contact_id=lead_contact)
-        .execution_options(synchronize_session=False)
-    )
-    return int(result.rowcount or 0)
-
-
 def assign_reps_from_legs(
     session: Session, provider: str, answered_by: dict[str, str], maps: CallMaps
 ) -> int:
@@ -570,14 +548,11 @@ def sync_telephony(
     until: datetime | None = None,
     sources: list[CallSource] | None = None,
 ) -> dict[str, IngestStats]:
-    """Every configured provider, then calls of resolved phone leads linked to their contact."""
+    """Every configured provider. (Calls of phone leads get their contact when the leads are
+    resolved: hub.leads.link_activities_to_lead_contacts.)"""
     results: dict[str, IngestStats] = {}
     for source in call_sources(settings) if sources is None else sources:
         results[source.provider] = sync_calls(database_url, source, settings, default_region, since, until)
     if settings.asterisk.cdr_dir:
         results[ASTERISK] = sync_cdr_dir(database_url, settings, default_region, hub_timezone, since, until)
-    with session_scope(database_url) as session:
-        linked = link_calls_to_contacts(session)
-    if results:
-        next(iter(results.values())).extra["calls_linked_to_contacts"] = linked
     return results

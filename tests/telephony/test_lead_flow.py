@@ -10,7 +10,8 @@ from pathlib import Path
 from sqlalchemy import select
 
 from hub.identity.resolve import resolve_new_leads
-from hub.ingest.telephony import link_calls_to_contacts, sync_cdr_dir
+from hub.ingest.telephony import sync_cdr_dir
+from hub.leads import link_activities_to_lead_contacts
 from hub.routing.router import route_open_leads
 from hub.store.db import session_scope
 from hub.store.models import Activity, Lead, Task
@@ -46,7 +47,7 @@ def test_stranger_calls_become_one_routed_lead_and_then_a_known_client(crm_url: 
         routed = route_open_leads(session, require_shift=False)
     assert (resolved.leads, resolved.duplicates, routed.routed) == (2, 1, 1)
     with session_scope(crm_url) as session:
-        assert link_calls_to_contacts(session) == 2
+        assert link_activities_to_lead_contacts(session) == 2
     with session_scope(crm_url) as session:
         leads = session.scalars(select(Lead).order_by(Lead.submitted_at)).all()
         calls = session.scalars(select(Activity).order_by(Activity.occurred_at)).all()
