@@ -80,7 +80,8 @@ def test_unassigned_leads_older_than_the_limit(store_url: str) -> None:
 
 def test_row_count_check_flags_a_run_far_from_the_usual_range(sqlite_store: str, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setenv("HUB_DATABASE_URL", sqlite_store)
-    counts = iter([100, 102, 98, 101, 99, 100, 12])
+    monkeypatch.setenv("HUB_OPS__ROW_COUNT_MIN_HISTORY", "3")
+    counts = iter([100, 102, 98, 101, 12])
 
     @asset(group_name="ops_test", owners=["team:ops"], kinds={"python"}, description="Reads a source")
     def calls_source() -> MaterializeResult:
@@ -97,10 +98,10 @@ def test_row_count_check_flags_a_run_far_from_the_usual_range(sqlite_store: str,
     job = defs.resolve_job_def("source_job")
     verdicts = []
     with instance_for_test() as instance:
-        for _ in range(7):
+        for _ in range(5):
             result = job.execute_in_process(instance=instance)
             evaluation = {e.check_name: e for e in result.get_asset_check_evaluations()}
             verdicts.append(evaluation[ops.ROW_COUNT_CHECK].passed)
             assert evaluation[ops.QUARANTINE_CHECK].passed
-    assert verdicts == [True] * 6 + [False]
+    assert verdicts == [True] * 4 + [False]
     assert "12 rows is far from the usual 100" in evaluation[ops.ROW_COUNT_CHECK].description
