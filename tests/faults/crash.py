@@ -116,7 +116,7 @@ def build_demo_world(root: Path, today: date, extra_env: dict[str, str] | None =
     """Seed a store (SQLite under `root`, or HUB_DATABASE_URL of `extra_env`) and write every
     registered source's demo data under `root`.
     Changes this process's DAGSTER_HOME/HUB_CONFIG (as `hub demo` does): callers restore them."""
-    from hub.demo.run import demo_paths, set_up
+    from hub.demo.run import set_up
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "DAGSTER_"))}
     env.update({"HUB_DATA_DIR": str(root / "var"), **(extra_env or {})})
@@ -127,7 +127,7 @@ def build_demo_world(root: Path, today: date, extra_env: dict[str, str] | None =
     }
     os.environ.update({k: v for k, v in env.items() if k.startswith("HUB_")})
     try:
-        set_up(reset=True, project_dir=root, today=today)
+        paths = set_up(reset=True, project_dir=root, today=today)
     finally:
         for key, value in saved.items():
             if value is None:
@@ -135,7 +135,7 @@ def build_demo_world(root: Path, today: date, extra_env: dict[str, str] | None =
             else:
                 os.environ[key] = value
         dispose_engines()
-    env["HUB_CONFIG"] = str(demo_paths(root)["config"])
+    env["HUB_CONFIG"] = str(paths["config"])
     seed_store = root / "seed.db"
     if "HUB_DATABASE_URL" not in env:  # the SQLite store can be copied per run
         shutil.copy(root / "var" / "hub.db", seed_store)
