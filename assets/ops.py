@@ -222,10 +222,14 @@ LEAD_ASSIGNMENTS = AssetKey("lead_assignments")
 
 
 def _check_specs(key: AssetKey, is_source: bool) -> list[AssetCheckSpec]:
+    # Runs launched by automation only execute checks that have a condition of their own:
+    # eager evaluates each check right after (or with) every materialization of its asset.
+    eager = AutomationCondition.eager()
     specs = [
         AssetCheckSpec(
             ROW_COUNT_CHECK,
             asset=key,
+            automation_condition=eager,
             description="The run's row count (rows_in or dagster/row_count metadata) is within the "
             "usual range of the previous materializations (median ± k·MAD).",
         )
@@ -235,6 +239,7 @@ def _check_specs(key: AssetKey, is_source: bool) -> list[AssetCheckSpec]:
             AssetCheckSpec(
                 QUARANTINE_CHECK,
                 asset=key,
+                automation_condition=eager,
                 description="The share of input rows sent to quarantine stays below "
                 "HUB_OPS__QUARANTINE_MAX_SHARE.",
             )
@@ -244,6 +249,7 @@ def _check_specs(key: AssetKey, is_source: bool) -> list[AssetCheckSpec]:
             AssetCheckSpec(
                 UNASSIGNED_LEADS_CHECK,
                 asset=key,
+                automation_condition=eager,
                 description="No lead waits for a rep longer than HUB_OPS__UNASSIGNED_LEAD_MAX_MINUTES "
                 "(counted from when the hub received it).",
             )

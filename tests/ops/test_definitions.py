@@ -41,6 +41,11 @@ def test_every_asset_gets_the_ops_checks_and_automation() -> None:
             assert node.automation_condition is not None, f"{key}: downstream assets follow by automation"
     if AssetKey("lead_assignments") in ASSET_NODES:
         assert any(c.name == ops.UNASSIGNED_LEADS_CHECK for c in check_keys)
+    ops_check_names = {ops.ROW_COUNT_CHECK, ops.QUARANTINE_CHECK, ops.UNASSIGNED_LEADS_CHECK}
+    for check_key in check_keys:
+        if check_key.name in ops_check_names:
+            # Without a condition of its own a check is skipped by automation-launched runs.
+            assert REPOSITORY.asset_graph.get(check_key).automation_condition is not None, check_key
 
 
 def test_a_schedule_per_source_with_its_cron_from_settings() -> None:
