@@ -68,9 +68,6 @@ def blocking_keys(record: MatchRecord) -> Iterable[tuple[str, str]]:
         yield "phone", record.phone
     if record.email:
         yield "email", record.email
-        local = record.email.partition("@")[0]
-        if len(local) >= 5 and not record.email_role:
-            yield "mailbox", local
     if record.tax and record.tax.identifies_person:
         yield "tax", record.tax.value
     if record.ident:

@@ -29,7 +29,7 @@ class MatchThresholds:
 
     # Two names this similar (0..100, word order ignored) may belong to one person.
     name_compatible: float = 70.0
-    # A name this similar plus one corroborating field (company, city, mailbox name) links.
+    # A name this similar plus one strong corroborating field (company...) or two weak ones links.
     fuzzy_link: float = 90.0
     # A name this similar links only with two corroborating fields.
     name_probable: float = 80.0
@@ -208,15 +208,11 @@ def compare(
 
 def _corroboration(a: MatchRecord, b: MatchRecord) -> tuple[list[str], list[str]]:
     """Fields that agree besides the name: strong ones (company, a phone one digit apart, tax id,
-    further identifiers) and weak ones (city, patronymic, the mailbox name at another provider)."""
+    further identifiers) and weak ones (city, patronymic). The mailbox name at another provider
+    is no evidence: "a.ivanov@" is made of the name, and namesakes make the same one."""
     strong, weak = [], []
     if a.company and b.company and (a.company == b.company or fuzz.ratio(a.company, b.company) >= 90):
         strong.append("same company")
-    if a.email and b.email and not a.email_role and not b.email_role:
-        local_a, local_b = a.email.partition("@")[0], b.email.partition("@")[0]
-        if len(local_a) >= 5 and local_a == local_b:
-            # "a.ivanov" at two providers may well be two people: it only adds to other evidence.
-            weak.append("same mailbox name")
     if a.phone and b.phone and len(a.phone) == len(b.phone) and fuzz.ratio(a.phone, b.phone) >= 90:
         strong.append("phone one digit apart")
     if a.tax and b.tax and a.tax.value == b.tax.value:
