@@ -21,6 +21,7 @@ from hub.identity.normalize import (
     name_parts,
     normalize_tax_id,
 )
+from hub.settings import IdentitySettings
 from hub.store.models import Contact, ContactIdentifier, Lead
 from hub.store.upsert import upsert
 from hub.timeutil import as_utc, utcnow
@@ -40,7 +41,7 @@ class ResolveStats:
         self.reasons[reason] = self.reasons.get(reason, 0) + 1
 
 
-def thresholds_from(settings: Any | None) -> MatchThresholds:
+def thresholds_from(settings: IdentitySettings | None) -> MatchThresholds:
     """MatchThresholds from hub.settings.IdentitySettings (None: the defaults)."""
     if settings is None:
         return MatchThresholds()
@@ -343,13 +344,13 @@ def resolve_new_leads(
     session: Session,
     duplicate_window: timedelta,
     limit: int | None = None,
-    identity: Any | None = None,
+    identity: IdentitySettings | None = None,
 ) -> ResolveStats:
     """Resolve every lead not yet resolved, oldest first, so the result does not depend on
     how the work was split between runs. `identity` is hub.settings.IdentitySettings."""
     stats = ResolveStats()
     thresholds = thresholds_from(identity)
-    index = ContactIndex(session, thresholds, getattr(identity, "max_name_candidates", 50))
+    index = ContactIndex(session, thresholds, identity.max_name_candidates if identity else 50)
     query = select(Lead).where(Lead.resolved_at.is_(None)).order_by(Lead.submitted_at, Lead.id)
     if limit:
         query = query.limit(limit)

@@ -70,18 +70,17 @@ def rep_loads(session: Session, lead_weight: float, deal_weight: float) -> dict[
 
 
 def on_shift(rep: Rep, at: datetime) -> bool:
-    """Whether `at` falls in the rep's working hours in the rep's own time zone."""
+    """Whether `at` falls in the rep's working hours in the rep's own time zone; a night shift
+    (20:00-08:00) belongs to the day it starts on."""
     local = as_utc(at).astimezone(ZoneInfo(rep.timezone))
-    if local.isoweekday() not in (rep.work_days or []):
-        # A night shift that started yesterday is still on after midnight.
-        if rep.shift_start > rep.shift_end and local.strftime("%H:%M") < rep.shift_end:
-            yesterday = (local - timedelta(days=1)).isoweekday()
-            return yesterday in (rep.work_days or [])
-        return False
+    days = rep.work_days or []
     now = local.strftime("%H:%M")
     if rep.shift_start <= rep.shift_end:
-        return rep.shift_start <= now < rep.shift_end
-    return now >= rep.shift_start or now < rep.shift_end
+        return local.isoweekday() in days and rep.shift_start <= now < rep.shift_end
+    if now >= rep.shift_start:
+        return local.isoweekday() in days
+    yesterday = (local - timedelta(days=1)).isoweekday()
+    return now < rep.shift_end and yesterday in days
 
 
 def qualified(rep: Rep, profile: Profile) -> bool:

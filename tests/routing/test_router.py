@@ -103,6 +103,9 @@ def test_shifts_in_each_reps_own_time_zone(sqlite_store: str) -> None:
     assert on_shift(night, datetime(2026, 11, 20, 18, 0, tzinfo=UTC))  # Friday 21:00
     assert on_shift(night, datetime(2026, 11, 21, 2, 0, tzinfo=UTC))  # Saturday 05:00, Friday's shift
     assert not on_shift(night, datetime(2026, 11, 21, 18, 0, tzinfo=UTC))  # Saturday evening: day off
+    assert not on_shift(
+        night, datetime(2026, 11, 20, 2, 0, tzinfo=UTC)
+    )  # Friday 05:00: Thursday's shift, off
     with session_scope(sqlite_store) as session:
         session.add_all(
             [
