@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 
 # Passes run back to back while mail keeps arriving, before IDLE is entered again.
 MAX_PASSES_PER_WAKEUP = 5
-# Longer than Dovecot's 0.5 s notification delay, short enough to bound a missed notice.
+# Longer than Dovecot's 0.5 s notification delay and its 1 s maildir sync granularity.
 POST_PASS_IDLE_S = 1.5
 
 
@@ -162,31 +162,33 @@ class MailWatcher:
         self._pass()
         idle = IdleSession(self.mailbox.client, self.mail.idle_check_s)
         idle_since = self.clock()
-        just_passed = True
+        recheck = True
         while not self.stop_event.is_set():
             # Each wait is one IDLE command of at most idle_check_s: re-issued far inside the
-            # 29 minutes after which servers may drop an IDLE client (RFC 2177). Right after a
-            # pass the first IDLE is short: Dovecot may not announce a message that landed
-            # between the pass's SELECT and the IDLE command until that IDLE ends.
-            responses = idle.wait(POST_PASS_IDLE_S if just_passed else None)
-            just_passed = False
-            if responses or self.clock() - idle_since >= self.mail.idle_renew_s:
+            # 29 minutes after which servers may drop an IDLE client (RFC 2177). After a pass
+            # that found mail, a short IDLE is followed by one more pass whatever it reports:
+            # a message that lands while a pass ends may be announced neither by the SELECT nor
+            # by the IDLE that follow (Dovecot's maildir sync has 1-second granularity).
+            responses = idle.wait(POST_PASS_IDLE_S if recheck else None)
+            if responses or recheck or self.clock() - idle_since >= self.mail.idle_renew_s:
                 # The periodic pass also reads the Sent folder, which IDLE on receipts misses.
-                self._pass()
+                found = self._pass()
                 idle_since = self.clock()
-                just_passed = True
+                recheck = found > 0
             else:
                 # Alerts whose retry backoff or quiet hours ended while the mailbox was quiet.
                 deliver_pending(self.database_url, self.transports, retry_policy(self.mail))
 
-    def _pass(self) -> None:
+    def _pass(self) -> int:
         """Run passes until the folder holds nothing past the cursor. A receipt that lands
         during a pass is announced in a response the pass does not look at, so IDLE would not
         report it: after each pass SELECT the folder (IDLE then reports anything newer) and
         compare its UIDNEXT with the cursor."""
         folder = self.mailbox.folder(self.mail.receipts_folder, self.mail.processed_folder)
+        found = 0
         for _ in range(MAX_PASSES_PER_WAKEUP):
             result = run_mail_pass(self.database_url, self.mail, self.mailbox, self.transports)
+            found += result.receipts.rows_in
             self.passes += 1
             if self.on_pass is not None:
                 try:
@@ -197,4 +199,5 @@ class MailWatcher:
             with session_scope(self.database_url) as session:
                 last_uid = int(load_cursor(session, folder.name).get("last_uid", 0))
             if uidnext is None or uidnext - 1 <= last_uid:
-                return
+                break
+        return found
