@@ -28,6 +28,7 @@ from dagster import (
     RunFailureSensorContext,
     RunStatusSensorContext,
     ScheduleDefinition,
+    SensorEvaluationContext,
     SkipReason,
     apply_freshness_policy,
     define_asset_job,
@@ -35,6 +36,7 @@ from dagster import (
     multi_asset_check,
     run_failure_sensor,
     run_status_sensor,
+    sensor,
 )
 from dagster._core.definitions.unresolved_asset_job_definition import UnresolvedAssetJobDefinition
 from dagster._utils.schedules import is_valid_cron_string
@@ -421,4 +423,21 @@ def ops_check_failure_alerts(
     return SkipReason(f"run {run.run_id}: {len(checks)} failed checks: {outcome}")
 
 
-OPS_SENSORS = [ops_run_failure_alerts, ops_check_failure_alerts]
+@sensor(
+    name="ops_alert_retries",
+    default_status=DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=60,
+    description="Sends the ops alerts still waiting in the outbox (the mail server or chat API was "
+    "down when the run failed), with backoff, until HUB_OPS__MAX_DELIVERY_ATTEMPTS.",
+)
+def ops_alert_retries(
+    context: SensorEvaluationContext, store: StoreResource, ops_alerts: OpsAlertsResource
+) -> SkipReason:
+    channels = ops_alerts.channels()
+    if not channels.recipients():
+        return SkipReason("no ops alert channel configured")
+    stats = deliver_ops_alerts(store.database_url, channels)
+    return SkipReason(f"ops alerts: sent {stats.sent}, retrying {stats.retried}, failed {stats.failed}")
+
+
+OPS_SENSORS = [ops_run_failure_alerts, ops_check_failure_alerts, ops_alert_retries]

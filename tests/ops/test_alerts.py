@@ -13,6 +13,7 @@ from dagster import (
     MaterializeResult,
     asset,
     asset_check,
+    build_sensor_context,
     define_asset_job,
     instance_for_test,
 )
@@ -171,6 +172,16 @@ def test_alert_masks_personal_data_but_keeps_the_run_link() -> None:
     assert "ivan@example.ru" not in body and "i***@example.ru" in body
     assert "+7 916 123-45-67" not in body
     assert alert.subject() == "[hub] run failed: site_leads (job hub_main_job)"
+
+
+def test_alerts_left_pending_are_sent_by_the_retry_sensor(ops_smtp_env, smtp_sink):  # type: ignore[no-untyped-def]
+    resources = build_resources(load_settings())
+    channels = resources["ops_alerts"].channels()
+    with session_scope(ops_smtp_env) as session:
+        assert enqueue_ops_alert(session, _alert("run-4"), channels) == 1  # the send never happened
+    for _ in range(2):
+        ops.ops_alert_retries(build_sensor_context(resources=resources))
+    assert [m["Subject"] for m in smtp_sink.messages] == ["[hub] run failed: site_leads (job hub_main_job)"]
 
 
 def test_no_channel_configured_sends_nothing(sqlite_store):  # type: ignore[no-untyped-def]

@@ -75,5 +75,5 @@ def test_cron_comes_from_the_environment_and_a_bad_one_names_the_variable(
 
 def test_ops_sensors_and_automation_run_by_default() -> None:
     sensors = {s.name: s for s in REPOSITORY.sensor_defs}
-    for name in ("ops_run_failure_alerts", "ops_check_failure_alerts", "hub_automation"):
+    for name in ("ops_run_failure_alerts", "ops_check_failure_alerts", "ops_alert_retries", "hub_automation"):
         assert sensors[name].default_status == DefaultSensorStatus.RUNNING, name
