@@ -104,7 +104,8 @@ class FaultProxy:
 
         self._server = _QuietServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        # The upstream's base path is kept: the client is pointed at the proxy instead.
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{self.upstream.path.rstrip('/')}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
 

@@ -9,7 +9,7 @@ import pytest
 from connectors.errors import TransientSourceError
 from hub.store.cursors import load_cursor
 from hub.store.db import session_scope
-from tests.faults.http_proxy import ALL_FAULTS, FaultPlan, fault_proxy
+from tests.faults.http_proxy import FaultPlan, fault_proxy
 from tests.faults.sources import HTTP_SOURCES, HttpSourceCase
 
 # Faults that make the client ask again; reorder and repeat are answered normally.
@@ -33,7 +33,13 @@ CASES = [pytest.param(case, id=case.name) for case in HTTP_SOURCES]
 @pytest.mark.parametrize("seed", [1, 2, 3])
 @pytest.mark.parametrize("case", CASES)
 def test_every_record_once_through_faults(case: HttpSourceCase, seed: int, sqlite_store: str) -> None:
-    plan = FaultPlan(rate=0.25, seed=seed, records_key=case.records_key, stall_s=2 * CLIENT_TIMEOUT_S)
+    plan = FaultPlan(
+        rate=0.25,
+        seed=seed,
+        kinds=case.fault_kinds,
+        records_key=case.records_key,
+        stall_s=2 * CLIENT_TIMEOUT_S,
+    )
     with case.serve(RECORDS) as upstream, fault_proxy(upstream, plan) as proxy:
         outcome = case.sync(sqlite_store, proxy.url, CLIENT_TIMEOUT_S)
     stored = case.stored_keys(sqlite_store)
@@ -42,16 +48,19 @@ def test_every_record_once_through_faults(case: HttpSourceCase, seed: int, sqlit
     # Each fault cost exactly one retry: the budget is what the faults demanded, no more.
     retry_faults = sum(n for kind, n in proxy.log.faults.items() if kind in COSTS_A_RETRY)
     assert retry_faults > 0 and outcome.retries_used == retry_faults
-    assert outcome.stats.extra["http_retries"] == outcome.retries_used  # reported with the run
+    if case.reports_retries:
+        assert outcome.stats.extra["http_retries"] == outcome.retries_used  # reported with the run
     assert 0.2 <= sum(proxy.log.faults.values()) / proxy.log.requests <= 0.3
 
 
 @pytest.mark.parametrize("case", CASES)
 def test_every_fault_kind_is_survived_in_one_run(case: HttpSourceCase, sqlite_store: str) -> None:
-    plan = FaultPlan(rate=0.3, seed=11, records_key=case.records_key, stall_s=2 * CLIENT_TIMEOUT_S)
+    plan = FaultPlan(
+        rate=0.3, seed=11, kinds=case.fault_kinds, records_key=case.records_key, stall_s=2 * CLIENT_TIMEOUT_S
+    )
     with case.serve(RECORDS) as upstream, fault_proxy(upstream, plan) as proxy:
         case.sync(sqlite_store, proxy.url, CLIENT_TIMEOUT_S)
-    assert set(proxy.log.faults) == set(ALL_FAULTS)
+    assert set(proxy.log.faults) == set(case.fault_kinds)
     assert sorted(case.stored_keys(sqlite_store)) == sorted(case.expected_keys(RECORDS))
 
 
@@ -103,3 +112,40 @@ def test_site_mid_run_outage_resumes_from_the_saved_page(sqlite_store: str) -> N
             outcome = SITE_API.sync(sqlite_store, healthy.url, CLIENT_TIMEOUT_S)
     assert outcome.stats.rows_in == RECORDS - written_before  # no page read twice
     assert sorted(SITE_API.stored_keys(sqlite_store)) == sorted(SITE_API.expected_keys(RECORDS))
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        pytest.param(
+            case,
+            id=case.name,
+            marks=[]
+            if case.reports_retries
+            else pytest.mark.xfail(
+                strict=True, reason=f"{case.name}: the sync does not report its HTTP retries"
+            ),
+        )
+        for case in HTTP_SOURCES
+    ],
+)
+def test_the_retry_budget_spent_is_reported_with_the_run(case: HttpSourceCase, sqlite_store: str) -> None:
+    plan = FaultPlan(rate=0.25, seed=4, kinds=("503", "429"), records_key=case.records_key)
+    with case.serve(100) as upstream, fault_proxy(upstream, plan) as proxy:
+        outcome = case.sync(sqlite_store, proxy.url, CLIENT_TIMEOUT_S)
+    assert sum(proxy.log.faults.values()) > 0
+    assert outcome.stats.extra.get("http_retries") == outcome.retries_used
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="connectors/onec_odata._pages advances $skip by the rows received: a page that comes "
+    "with rows repeated from the previous one (more rows than $top) makes it skip as many rows",
+)
+def test_onec_page_with_repeated_rows_skips_none(sqlite_store: str) -> None:
+    from tests.faults.sources import ONEC_ODATA
+
+    plan = FaultPlan(rate=0.25, seed=3, kinds=("repeat",), records_key=ONEC_ODATA.records_key)
+    with ONEC_ODATA.serve(RECORDS) as upstream, fault_proxy(upstream, plan) as proxy:
+        ONEC_ODATA.sync(sqlite_store, proxy.url, CLIENT_TIMEOUT_S)
+    assert sorted(ONEC_ODATA.stored_keys(sqlite_store)) == sorted(ONEC_ODATA.expected_keys(RECORDS))
