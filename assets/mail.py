@@ -52,7 +52,8 @@ def mail_receipts(
     settings = mail.effective(hub_settings.load().mail)
     mailbox = imap_mailbox(settings) if settings.imap_host else None
     try:
-        result = run_mail_pass(store.database_url, settings, mailbox, transports=None)
+        # The scheduled run also retries the queue against mail recorded by other means.
+        result = run_mail_pass(store.database_url, settings, mailbox, transports=None, retry_queue=True)
     finally:
         if mailbox is not None:
             mailbox.close()

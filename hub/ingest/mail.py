@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -292,10 +292,11 @@ def correlate_pending(database_url: str, mail: MailSettings, batch: int = 500) -
     """Retry the uncorrelated queue: a receipt can arrive before its sent email is read."""
     stats = IngestStats()
     with session_scope(database_url) as session:
+        # Newest first: old receipts that never match must not starve recent ones.
         waiting = session.scalars(
             select(MailReceipt)
             .where(MailReceipt.status == "uncorrelated")
-            .order_by(MailReceipt.id)
+            .order_by(MailReceipt.id.desc())
             .limit(batch)
         ).all()
         for receipt in waiting:
@@ -409,40 +410,46 @@ def _alert_body(session: Session, sent: Activity, contact: Contact | None, event
 
 def sync_sent(database_url: str, source: MailSource) -> IngestStats:
     """Record the sent emails of a folder from its saved cursor, batch by batch."""
-    stats = IngestStats()
-    with session_scope(database_url) as session:
-        cursor = load_cursor(session, source.name)
-    for messages, next_cursor in source.batches(cursor):
-        with session_scope(database_url) as session:
-            for message in messages:
-                stats.rows_in += 1
-                try:
-                    sent = parse_sent_email(message.raw)
-                except ValueError as exc:
-                    quarantine(session, SENT_SOURCE, message.raw, exc, message.location)
-                    stats.note_quarantined(str(exc))
-                    continue
-                if record_sent_email(session, sent):
-                    stats.written += 1
-                else:
-                    stats.unchanged += 1
-            save_cursor(session, source.name, next_cursor)
-        source.after_commit(messages)
-    return stats
+    return _sync_source(database_url, source, _ingest_sent)
 
 
 def sync_receipts(database_url: str, source: MailSource, mail: MailSettings) -> IngestStats:
     """Parse, correlate and record the receipts of a folder from its saved cursor; ordinary mail
     in the folder is skipped, broken receipts are quarantined."""
+    return _sync_source(
+        database_url, source, lambda session, message: _ingest_receipt(session, message, mail)
+    )
+
+
+def _sync_source(
+    database_url: str, source: MailSource, ingest: Callable[[Session, MailMessage], IngestStats]
+) -> IngestStats:
+    """Each batch of the source and its cursor in one transaction; then the source's
+    after-commit step (moving processed messages)."""
     stats = IngestStats()
     with session_scope(database_url) as session:
         cursor = load_cursor(session, source.name)
     for messages, next_cursor in source.batches(cursor):
         with session_scope(database_url) as session:
             for message in messages:
-                stats.merge(_ingest_receipt(session, message, mail))
+                stats.merge(ingest(session, message))
             save_cursor(session, source.name, next_cursor)
         source.after_commit(messages)
+    return stats
+
+
+def _ingest_sent(session: Session, message: MailMessage) -> IngestStats:
+    stats = IngestStats(rows_in=1)
+    try:
+        sent = parse_sent_email(message.raw)
+    except ValueError as exc:
+        quarantine(session, SENT_SOURCE, message.raw, exc, message.location)
+        stats.note_quarantined(str(exc))
+        return stats
+    if record_sent_email(session, sent):
+        stats.written = 1
+    else:
+        stats.unchanged = 1
     return stats
 
 

@@ -90,9 +90,11 @@ def run_mail_pass(
     mail: MailSettings,
     mailbox: ImapMailbox | None,
     transports: Mapping[str, Transport] | None = None,
+    retry_queue: bool | None = None,
 ) -> MailPassResult:
-    """Sent mail first (so receipts find their email), then receipts, then the waiting queue,
-    then alert delivery (skipped when `transports` is None)."""
+    """Sent mail first (so receipts find their email), then receipts, then the waiting queue
+    (by default only when new sent mail was recorded: nothing else can match it), then alert
+    delivery (skipped when `transports` is None)."""
     result = MailPassResult()
     sent_sources, receipt_sources = mail_sources(mail, mailbox)
     for source in sent_sources:
@@ -100,7 +102,8 @@ def run_mail_pass(
     for source in receipt_sources:
         result.receipts.merge(sync_receipts(database_url, source, mail))
         result.rescanned = result.rescanned or bool(getattr(source, "rescanned", False))
-    result.queue = correlate_pending(database_url, mail)
+    if retry_queue or (retry_queue is None and result.sent.written > 0):
+        result.queue = correlate_pending(database_url, mail)
     if transports is not None:
         result.delivery = deliver_pending(database_url, transports, retry_policy(mail))
     return result
