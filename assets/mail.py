@@ -25,6 +25,7 @@ from assets.resources import HubSettingsResource, MailResource, StoreResource
 from assets.retries import TRANSIENT_RETRY_POLICY, fail_fast_on_permanent_errors
 from hub.alerts.deliver import MAIL_ALERT_KINDS, deliver_pending, transports_from_settings
 from hub.ingest.mail_watch import MailPassResult, imap_mailbox, retry_policy, run_mail_pass
+from hub.masking import mask_email, mask_text
 from hub.store.models import AlertOutbox, MailReceipt
 from hub.timeutil import utcnow
 
@@ -63,7 +64,30 @@ def mail_receipts(
         queue = session.scalar(
             select(func.count()).select_from(MailReceipt).where(MailReceipt.status == "uncorrelated")
         )
-    return MaterializeResult(metadata=pass_metadata(result, uncorrelated_queue=int(queue or 0)))
+        waiting = session.scalars(
+            select(MailReceipt)
+            .where(MailReceipt.status == "uncorrelated")
+            .order_by(MailReceipt.id.desc())
+            .limit(20)
+        ).all()
+        # The queue people work through: receipts no sent email could be found for.
+        queue_preview = markdown_table(
+            [
+                {
+                    "received": f"{r.received_at:%Y-%m-%d %H:%M}" if r.received_at else "",
+                    "reader": mask_email(r.reader),
+                    "subject": mask_text(r.subject),
+                    "original_message_id": r.original_message_id or "",
+                }
+                for r in waiting
+            ],
+            empty="_no receipt is waiting_",
+        )
+    return MaterializeResult(
+        metadata=pass_metadata(
+            result, uncorrelated_queue=int(queue or 0), uncorrelated_receipts=queue_preview
+        )
+    )
 
 
 def pass_metadata(result: MailPassResult, **extra: object) -> dict[str, object]:

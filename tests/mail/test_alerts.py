@@ -235,3 +235,21 @@ def test_quiet_hours_postpone_the_alert_to_their_end(
     )
     assert after.sent == 1
     assert len(smtp_sink.messages) == 1
+
+
+def test_two_deliverers_at_once_send_each_alert_once(
+    crm: dict[str, int], store_url: str, smtp_sink: SmtpSink
+) -> None:
+    _enqueue(store_url, 12, ["smtp"])
+    results = []
+
+    def deliver() -> None:
+        results.append(deliver_pending(store_url, {"smtp": _smtp(smtp_sink)}, FAST))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sum(r.sent for r in results) == 12
+    assert _keys(smtp_sink) == sorted(f"email_opened:<m{n}@sales.example.ru>:smtp" for n in range(12))
