@@ -36,6 +36,7 @@ def resolved_leads(
         linked = link_activities_to_lead_contacts(session)
     return MaterializeResult(
         metadata={
+            "dagster/row_count": stats.leads,
             "leads_resolved": stats.leads,
             "matched_existing": stats.matched,
             "contacts_created": stats.created,
@@ -77,6 +78,7 @@ def lead_assignments(
     ]
     return MaterializeResult(
         metadata={
+            "dagster/row_count": stats.routed,
             "routed": stats.routed,
             "sticky_to_owner": stats.sticky,
             "unroutable": stats.unroutable,

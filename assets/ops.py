@@ -278,6 +278,7 @@ def _evaluate(
             counts,
             min_history=settings.row_count_min_history,
             tolerance=settings.row_count_tolerance,
+            min_change=settings.row_count_min_change,
         )
         # A statistical signal, not proof of a fault: shown in the UI, not paged.
         return _result(key, name, verdict, AssetCheckSeverity.WARN)

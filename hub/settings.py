@@ -152,6 +152,9 @@ class OpsSettings(Section):
     row_count_tolerance: float = Field(
         4.0, gt=0, description="Allowed distance from the median, in median absolute deviations"
     )
+    row_count_min_change: int = Field(
+        20, ge=0, description="A run differing from the median by fewer rows is never flagged"
+    )
     quarantine_max_share: float = Field(0.25, gt=0, le=1, description="Of a run's input rows")
     quarantine_min_rows: int = Field(5, ge=1, description="Fewer quarantined rows never fail the check")
     # Ops alerts by SMTP (password: HUB_OPS__SMTP_PASSWORD), a Slack incoming webhook (the URL is

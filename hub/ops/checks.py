@@ -39,10 +39,16 @@ def row_count_of(metadata: Mapping[str, Any]) -> float | None:
 
 
 def row_count_verdict(
-    latest: float | None, history: Sequence[float], *, min_history: int, tolerance: float
+    latest: float | None,
+    history: Sequence[float],
+    *,
+    min_history: int,
+    tolerance: float,
+    min_change: float = 0.0,
 ) -> Verdict:
     """Is `latest` within `tolerance` median absolute deviations of the previous runs' median?
-    The MAD (not the standard deviation) keeps one past outlier from widening the range."""
+    The MAD (not the standard deviation) keeps one past outlier from widening the range; a
+    difference below `min_change` rows never counts (small incremental batches are bursty)."""
     if latest is None:
         return Verdict(
             True, "The asset reports no row count (rows_in / dagster/row_count): nothing to compare"
@@ -57,7 +63,8 @@ def row_count_verdict(
     mad = statistics.median(abs(x - median) for x in history)
     # A source that always returns the same count has MAD 0: allow 10% (at least one row) of drift.
     scale = mad if mad > 0 else max(1.0, 0.1 * abs(median))
-    low, high = median - tolerance * scale, median + tolerance * scale
+    margin = max(tolerance * scale, min_change)
+    low, high = median - margin, median + margin
     passed = low <= latest <= high
     meta = {
         "rows": latest,

@@ -29,6 +29,11 @@ def test_row_count_verdict_uses_median_and_mad() -> None:
     assert row_count_verdict(50, [50] * 6, min_history=5, tolerance=4).passed
     assert not row_count_verdict(80, [50] * 6, min_history=5, tolerance=4).passed
     assert row_count_verdict(None, usual, min_history=5, tolerance=4).passed
+    # Small incremental batches are bursty: a few rows more or less is not an outage.
+    bursty = [0, 3, 1, 2, 0, 5]
+    assert not row_count_verdict(12, bursty, min_history=5, tolerance=4).passed
+    assert row_count_verdict(12, bursty, min_history=5, tolerance=4, min_change=20).passed
+    assert not row_count_verdict(60, bursty, min_history=5, tolerance=4, min_change=20).passed
 
 
 def test_quarantine_verdict() -> None:
