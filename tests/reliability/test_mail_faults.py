@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import select
 
 from hub.alerts.deliver import RetryPolicy, SmtpTransport, deliver_pending
-from hub.alerts.outbox import enqueue_alert
 from hub.store.db import session_scope
-from hub.store.models import AlertOutbox, Rep
+from hub.store.models import AlertOutbox
 from tests.mail.servers import SmtpSink, seed_crm
+from tests.mail.test_alerts import _enqueue as enqueue_alerts
 
 FAST = RetryPolicy(max_attempts=6, backoff_s=0.0, backoff_max_s=0.0, lease_s=60)
 ALERTS = 3
@@ -42,23 +41,6 @@ class SlowSmtpSink(SmtpSink):
         return await super().handle_DATA(server, session, envelope)
 
 
-def _enqueue(database_url: str) -> None:
-    with session_scope(database_url) as session:
-        rep = session.get(Rep, 1)
-        assert rep is not None
-        for n in range(ALERTS):
-            enqueue_alert(
-                session,
-                key=f"email_opened:<slow{n}@sales.example.ru>",
-                kind="email_opened",
-                rep=rep,
-                subject=f"Client {n} opened your email — call now",
-                body="Phone: +79161234567",
-                event_at=datetime.now(UTC),
-                channels=["smtp"],
-            )
-
-
 def _deliver_until_done(database_url: str, sink: SmtpSink, rounds: int = 6) -> None:
     transport = SmtpTransport(
         host="127.0.0.1", port=sink.port, from_addr="hub@sales.example.ru", security="plain", timeout_s=0.3
@@ -72,7 +54,7 @@ def _deliver_until_done(database_url: str, sink: SmtpSink, rounds: int = 6) -> N
 
 def _run(database_url: str, keep_before_stall: bool) -> tuple[Counter[str], Counter[str], list[str]]:
     seed_crm(database_url)
-    _enqueue(database_url)
+    enqueue_alerts(database_url, ALERTS, ["smtp"])
     sink = SlowSmtpSink(stall_s=1.0, stalls=2, keep_before_stall=keep_before_stall).start()
     try:
         _deliver_until_done(database_url, sink)
