@@ -198,6 +198,7 @@ class TcpProxy:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = int(self.listener.getsockname()[1])
         self.connections: list[socket.socket] = []
+        self.frozen: set[socket.socket] = set()
         self.accepted = 0
         self._lock = threading.Lock()
         self._closed = False
@@ -216,16 +217,23 @@ class TcpProxy:
             threading.Thread(target=self._pipe, args=(client, upstream), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+    def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while chunk := src.recv(65536):
+                if src in self.frozen or dst in self.frozen:
+                    continue  # black-holed: neither side hears anything, nothing is closed
                 dst.sendall(chunk)
         except OSError:
             pass
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def freeze(self) -> None:
+        """Silently drop everything on the open connections (a NAT forgetting the session):
+        no FIN, no RST, only silence. New connections work."""
+        with self._lock:
+            self.frozen.update(self.connections)
 
     def cut(self) -> None:
         with self._lock:

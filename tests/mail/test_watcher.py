@@ -137,3 +137,29 @@ def test_server_bye_during_idle_reconnects(
         watcher.stop()
         thread.join(timeout=20)
     assert len(smtp_sink.messages) == 1
+
+
+def test_silent_network_loss_during_idle_is_detected_by_the_timeout(
+    crm_sqlite: dict[str, int],
+    sqlite_store: str,
+    imap_admin: IMAPClient,
+    mail_settings: MailSettings,
+    smtp_sink: SmtpSink,
+    proxy: TcpProxy,
+) -> None:
+    """No FIN, no BYE: idle_check just sees nothing, and the timeout on every socket operation
+    turns the silence into a reconnect."""
+    settings = mail_settings.model_copy(update={"imap_port": proxy.port, "imap_timeout_s": 2.0})
+    watcher = MailWatcher(sqlite_store, settings, transports_from_settings(settings))
+    thread = _start(watcher)
+    try:
+        assert _wait(lambda: watcher.passes >= 1)
+        time.sleep(2.0)  # past the short post-pass IDLE, into a normal one
+        proxy.freeze()
+        _send_and_receipt(imap_admin, 9)
+        assert len(smtp_sink.wait_for(1, timeout_s=30)) == 1
+        assert watcher.reconnects >= 1
+    finally:
+        watcher.stop()
+        thread.join(timeout=20)
+    assert len(smtp_sink.messages) == 1
