@@ -149,12 +149,21 @@ def mail_alerts(
     description="Delivers alerts that fell due without a watcher to send them: quiet hours ended, a "
     "retry's backoff passed, or `hub watch-mail` is not running. One run per set of due alerts.",
 )
-def mail_alerts_due_sensor(context: SensorEvaluationContext, store: StoreResource) -> RunRequest | SkipReason:
+def mail_alerts_due_sensor(
+    context: SensorEvaluationContext,
+    store: StoreResource,
+    mail: MailResource,
+    hub_settings: HubSettingsResource,
+) -> RunRequest | SkipReason:
+    channels = list(transports_from_settings(mail.effective(hub_settings.load().mail)))
+    if not channels:
+        return SkipReason("no alert channel is configured (HUB_MAIL__SMTP_HOST, telegram, slack)")
     now = utcnow()
     with store.session() as session:
         due = session.execute(
             select(func.count(), func.max(AlertOutbox.id)).where(
                 AlertOutbox.kind.in_(MAIL_ALERT_KINDS),
+                AlertOutbox.channel.in_(channels),
                 AlertOutbox.status == "pending",
                 or_(AlertOutbox.next_attempt_at.is_(None), AlertOutbox.next_attempt_at <= now),
             )

@@ -151,3 +151,37 @@ def test_assets_materialize_and_watcher_reports_observations(
             session.scalar(select(MailReceipt.status).where(MailReceipt.source_ref == "<ra2@c>"))
             == "uncorrelated"
         )
+
+
+def test_due_alerts_sensor_asks_only_when_a_channel_can_send(
+    crm_sqlite: dict[str, int], sqlite_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dagster import RunRequest, SkipReason, build_sensor_context
+
+    from assets.mail import mail_alerts_due_sensor
+    from hub.alerts.outbox import enqueue_alert
+    from hub.store.models import Rep
+
+    with session_scope(sqlite_store) as session:
+        rep = session.get(Rep, 1)
+        assert rep is not None
+        enqueue_alert(
+            session,
+            key="email_opened:<s1@x>",
+            kind="email_opened",
+            rep=rep,
+            subject="s",
+            body="b",
+            event_at=datetime.now(UTC),
+            channels=["smtp"],
+        )
+    resources = {
+        "store": StoreResource(database_url=sqlite_store),
+        "mail": MailResource(),
+        "hub_settings": HubSettingsResource(),
+    }
+    with build_sensor_context(resources=resources) as context:
+        assert isinstance(mail_alerts_due_sensor(context), SkipReason)
+    monkeypatch.setenv("HUB_MAIL__SMTP_HOST", "127.0.0.1")
+    with build_sensor_context(resources=resources) as context:
+        assert isinstance(mail_alerts_due_sensor(context), RunRequest)
