@@ -78,7 +78,14 @@ def detect_encoding(raw: bytes) -> str:
         text = head.decode(codec, errors="replace")
         position = text.find(_ENCODING_KEY)
         if position >= 0:
-            value = text[position + len(_ENCODING_KEY) :].splitlines()[0].strip().lower()
+            # A file cut right after the key has nothing after it: no line to read.
+            rest = text[position + len(_ENCODING_KEY) :].splitlines()
+            value = rest[0].strip().lower() if rest else ""
+            if not value:
+                raise PermanentSourceError(
+                    "Кодировка= has no value (the file may be cut short): not a complete "
+                    "1CClientBankExchange file"
+                )
             if value not in ENCODINGS:
                 raise PermanentSourceError(
                     f"Кодировка={value!r} is not Windows or DOS: the file is not a 1CClientBankExchange file"

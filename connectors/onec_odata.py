@@ -101,6 +101,14 @@ def reference(value: Any) -> str | None:
     return value
 
 
+def row_key(row: Any) -> tuple[Any, ...] | None:
+    """What identifies a row within an entity: Ref_Key, plus LineNumber for a row of a tabular
+    part; None for a row without one (it is kept and rejected by the mapping with a reason)."""
+    if not isinstance(row, dict) or not isinstance(row.get("Ref_Key"), str):
+        return None
+    return (row["Ref_Key"], row.get("LineNumber"))
+
+
 def local_datetime(value: Any, timezone: str) -> datetime | None:
     """A 1C date (naive, in the base's time zone) as an aware datetime; None for the empty date."""
     if not value or value == EMPTY_DATE:
@@ -192,13 +200,26 @@ class _OneCBase:
         check_metadata(self.metadata())
 
     def _pages(self, entity: str, filter_expr: str | None, orderby: str) -> Iterator[list[Any]]:
+        """Pages of an entity by position: $skip advances by the $top asked for, whatever came
+        back (a page padded with rows of the previous one must not push the next page past rows
+        never read), and a row already yielded in this sync is dropped by its key."""
         skip = 0
+        seen: set[tuple[Any, ...]] = set()
         while True:
             rows = self.fetch(entity, filter_expr, orderby, self.page_size, skip)
-            yield rows
+            fresh = []
+            for row in rows:
+                key = row_key(row)
+                if key is not None:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                fresh.append(row)
+            yield fresh
+            # A short page is the last one (1C has no next link; $inlinecount is never sent).
             if len(rows) < self.page_size:
                 return
-            skip += len(rows)
+            skip += self.page_size
 
     def counterparties(self) -> Iterator[dict[str, Any]]:
         for rows in self._pages(COUNTERPARTIES, None, "Ref_Key"):

@@ -18,7 +18,7 @@ from connectors.bank_statement import parse_statement, statement_payments
 from connectors.errors import PermanentSourceError
 from connectors.onec_odata import AccountingSource, since_literal
 from hub.identity.resolve import find_contact
-from hub.ingest.stats import IngestStats
+from hub.ingest.stats import IngestStats, note_http_usage
 from hub.masking import mask_text
 from hub.store.cursors import load_cursor, save_cursor
 from hub.store.db import session_scope
@@ -292,6 +292,7 @@ def sync_odata(
                 save_cursor(session, ODATA_SOURCE, cursor)
         stats.extra[f"{kind}_pages"] = pages_read
     stats.extra["requests"] = source.requests_made()
+    note_http_usage(stats, source)
     return stats
 
 

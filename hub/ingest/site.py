@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import select
 
 from connectors.site import LeadsSource, read_leads_csv
-from hub.ingest.stats import IngestStats
+from hub.ingest.stats import IngestStats, note_http_usage
 from hub.leads import write_web_leads
 from hub.store.cursors import load_cursor, save_cursor
 from hub.store.db import session_scope
@@ -57,10 +57,7 @@ def sync_site_api(database_url: str, source: LeadsSource, default_region: str) -
                 state = {"since": max_seen}
             save_cursor(session, API_SOURCE, state)
     stats.extra["pages"] = pages
-    http = getattr(source, "http", None)
-    if http is not None:
-        # The retry budget this sync spent (throttling, 5xx, timeouts, cut bodies): shown per run.
-        stats.extra["http_retries"] = http.retries_used
+    note_http_usage(stats, source)
     return stats
 
 

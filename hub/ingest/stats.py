@@ -49,3 +49,12 @@ class IngestStats:
             "quarantine_reasons": dict(self.quarantine_reasons),
             **self.extra,
         }
+
+
+def note_http_usage(stats: IngestStats, source: object) -> None:
+    """Report the retry budget (throttling, 5xx, timeouts, cut bodies) and the requests a sync's
+    HttpClient spent, under the names every HTTP source uses; a source without one adds nothing."""
+    http = getattr(source, "http", None)
+    if http is not None:
+        stats.extra["http_retries"] = http.retries_used
+        stats.extra["http_requests"] = http.requests_made

@@ -21,7 +21,7 @@ from connectors.errors import PermanentSourceError
 from connectors.pbx import CallPage, CallSource, RejectedRecord
 from hub.identity.normalize import normalize_phone
 from hub.identity.resolve import live_contact
-from hub.ingest.stats import IngestStats
+from hub.ingest.stats import IngestStats, note_http_usage
 from hub.masking import mask_phone
 from hub.settings import TelephonySettings
 from hub.store.cursors import load_cursor, save_cursor
@@ -410,6 +410,7 @@ def sync_calls(
     stats.extra["pages"] = pages
     if pending:
         stats.extra["calls_in_progress"] = 1
+    note_http_usage(stats, source)
     return stats
 
 

@@ -183,7 +183,6 @@ TWILIO = HttpSourceCase(
     sync=_sync_twilio,
     stored_keys=_stored_activities("twilio"),
     expected_keys=lambda n: [call["sid"] for call in _twilio_calls(n)],
-    reports_retries=False,
 )
 
 
@@ -256,7 +255,6 @@ ONEC_ODATA = HttpSourceCase(
     sync=_sync_onec,
     stored_keys=_stored_invoices,
     expected_keys=lambda n: [row["Ref_Key"] for row in _onec_invoices(n)],
-    reports_retries=False,
     # $skip advances by the rows received: a page padded with repeated rows skips as many
     # (test_flaky_upstreams.py::test_onec_page_with_repeated_rows_skips_none, xfail).
     fault_kinds=tuple(kind for kind in ALL_FAULTS if kind != "repeat"),

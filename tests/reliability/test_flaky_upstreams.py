@@ -137,11 +137,6 @@ def test_the_retry_budget_spent_is_reported_with_the_run(case: HttpSourceCase, s
     assert outcome.stats.extra.get("http_retries") == outcome.retries_used
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connectors/onec_odata._pages advances $skip by the rows received: a page that comes "
-    "with rows repeated from the previous one (more rows than $top) makes it skip as many rows",
-)
 def test_onec_page_with_repeated_rows_skips_none(sqlite_store: str) -> None:
     from tests.faults.sources import ONEC_ODATA
 

@@ -174,12 +174,6 @@ def test_bank_statements_never_crash_and_malformed_sections_have_reasons(raw: by
     assert all(m.reason.strip() for m in statement.malformed)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=IndexError,
-    reason="connectors/bank_statement.detect_encoding: a file ending right after 'Кодировка=' "
-    "raises IndexError (splitlines() of an empty rest) instead of refusing the file with a reason",
-)
 def test_a_statement_cut_after_its_encoding_key_is_refused_with_a_reason() -> None:
     with pytest.raises(PermanentSourceError):
         parse_statement("1CClientBankExchange\r\nКодировка=".encode("cp1251"))
