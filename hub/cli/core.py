@@ -94,7 +94,8 @@ def serve(host: str, port: int, workers: int) -> None:
 
     settings = load_settings()
     if not settings.site.webhook_secret:
-        raise click.UsageError("HUB_SITE__WEBHOOK_SECRET is not set: every post would be refused")
+        # The tracking pixel needs no secret; the site webhook refuses every post without one.
+        click.echo("warning: HUB_SITE__WEBHOOK_SECRET is not set: site webhook posts will be refused", err=True)
     uvicorn.run(
         create_app(settings),
         host=host,

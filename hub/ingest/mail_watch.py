@@ -17,7 +17,7 @@ from hub.alerts.deliver import DeliveryStats, RetryPolicy, Transport, deliver_pe
 from hub.ingest.mail import MailSource, correlate_pending, sync_receipts, sync_sent
 from hub.ingest.stats import IngestStats
 from hub.settings import MailSettings
-from hub.store.cursors import load_cursor
+from hub.store.cursors import load_cursor, path_cursor_name
 from hub.store.db import session_scope
 
 log = logging.getLogger(__name__)
@@ -79,9 +79,9 @@ def mail_sources(
             sent.append(mailbox.folder(mail.sent_folder))
         receipts.append(mailbox.folder(mail.receipts_folder, mail.processed_folder))
     if mail.sent_maildir:
-        sent.append(file_source(mail.sent_maildir, name=f"file:sent:{mail.sent_maildir}"))
+        sent.append(file_source(mail.sent_maildir, name=path_cursor_name("file:sent", mail.sent_maildir)))
     if mail.maildir:
-        receipts.append(file_source(mail.maildir, name=f"file:receipts:{mail.maildir}"))
+        receipts.append(file_source(mail.maildir, name=path_cursor_name("file:receipts", mail.maildir)))
     return sent, receipts
 
 

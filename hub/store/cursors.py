@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -19,3 +21,17 @@ def load_cursor(session: Session, source: str) -> dict[str, Any]:
 def save_cursor(session: Session, source: str, cursor: dict[str, Any]) -> None:
     """Stage the cursor in the caller's transaction: it commits with the rows or not at all."""
     upsert(session, SyncState, [{"source": source, "cursor": cursor, "updated_at": utcnow()}], key=["source"])
+
+
+CURSOR_NAME_MAX = 100  # hub_sync_state.source
+
+
+def path_cursor_name(prefix: str, path: str | Path) -> str:
+    """The cursor name of a folder or file source: "<prefix>:<path>" when it fits the column,
+    else a hash of the path and its readable tail (deep folders are common on servers)."""
+    name = f"{prefix}:{path}"
+    if len(name) <= CURSOR_NAME_MAX:
+        return name
+    digest = hashlib.sha1(str(path).encode("utf-8")).hexdigest()[:12]
+    head = f"{prefix}:{digest}:..."
+    return head + str(path)[-(CURSOR_NAME_MAX - len(head)) :]
