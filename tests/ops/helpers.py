@@ -17,12 +17,17 @@ def hub_definitions() -> Definitions:
     environment the test has set (assets.definitions captured its own at import)."""
     from assets import definitions
 
+    settings = load_settings()
+    source_jobs, schedules = ops.source_jobs_and_schedules(
+        definitions.all_assets, settings.ops, settings.timezone
+    )
     return Definitions(
         assets=definitions.all_assets,
         asset_checks=ops.build_ops_checks(definitions.all_assets),
-        jobs=[ops.main_job()],
-        sensors=ops.OPS_SENSORS,
-        resources=build_resources(load_settings()),
+        jobs=[ops.main_job(), *source_jobs],
+        schedules=schedules,
+        sensors=[*ops.OPS_SENSORS, ops.hub_automation_sensor()],
+        resources=build_resources(settings),
     )
 
 
