@@ -599,9 +599,11 @@ def render(person: Person, companies: list[Company], rng: random.Random, noisy: 
 
 
 def generate(
-    rows: int, seed: int = 7, duplicate_share: float = 0.10
-) -> tuple[list[dict[str, str]], list[int]]:
-    """`rows` contact rows and, for each, the id of the real person behind it."""
+    rows: int, seed: int = 7, duplicate_share: float = 0.10, newcomers: int = 0
+) -> tuple[list[dict[str, str]], list[int], list[dict[str, str]]]:
+    """`rows` contact rows with, for each, the id of the real person behind it; and `newcomers`
+    rows of further people who are not among them (same companies, phones and addresses kept
+    unique across both, as in one real market)."""
     rng = random.Random(seed)
     used: set[str] = set()
     last_names = surnames(rng)
@@ -616,4 +618,7 @@ def generate(
         i = rng.randrange(people_count) if rng.random() < 0.85 or len(out) == people_count else out[-1][1]
         out.append((render(persons[i], companies, rng, True), i))
     rng.shuffle(out)
-    return [row for row, _ in out], [truth for _, truth in out]
+    new_rows = [
+        render(make_person(rng, last_names, companies, used), companies, rng, False) for _ in range(newcomers)
+    ]
+    return [row for row, _ in out], [truth for _, truth in out], new_rows
