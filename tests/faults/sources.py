@@ -38,8 +38,6 @@ class HttpSourceCase:
     # The natural keys the store holds for this source, and the keys the server has.
     stored_keys: Callable[[str], list[str]]
     expected_keys: Callable[[int], list[str]]
-    # Whether the sync's stats report the HTTP retries it spent (stats.extra["http_retries"]).
-    reports_retries: bool = True
     # Faults the source is tested against (all, unless a known bug is pinned by an xfail test).
     fault_kinds: tuple[str, ...] = ALL_FAULTS
 
@@ -255,9 +253,6 @@ ONEC_ODATA = HttpSourceCase(
     sync=_sync_onec,
     stored_keys=_stored_invoices,
     expected_keys=lambda n: [row["Ref_Key"] for row in _onec_invoices(n)],
-    # $skip advances by the rows received: a page padded with repeated rows skips as many
-    # (test_flaky_upstreams.py::test_onec_page_with_repeated_rows_skips_none, xfail).
-    fault_kinds=tuple(kind for kind in ALL_FAULTS if kind != "repeat"),
 )
 
 HTTP_SOURCES: list[HttpSourceCase] = [SITE_API, TWILIO, ONEC_ODATA]

@@ -48,8 +48,7 @@ def test_every_record_once_through_faults(case: HttpSourceCase, seed: int, sqlit
     # Each fault cost exactly one retry: the budget is what the faults demanded, no more.
     retry_faults = sum(n for kind, n in proxy.log.faults.items() if kind in COSTS_A_RETRY)
     assert retry_faults > 0 and outcome.retries_used == retry_faults
-    if case.reports_retries:
-        assert outcome.stats.extra["http_retries"] == outcome.retries_used  # reported with the run
+    assert outcome.stats.extra["http_retries"] == outcome.retries_used  # reported with the run
     assert 0.2 <= sum(proxy.log.faults.values()) / proxy.log.requests <= 0.3
 
 
@@ -114,21 +113,7 @@ def test_site_mid_run_outage_resumes_from_the_saved_page(sqlite_store: str) -> N
     assert sorted(SITE_API.stored_keys(sqlite_store)) == sorted(SITE_API.expected_keys(RECORDS))
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            id=case.name,
-            marks=[]
-            if case.reports_retries
-            else pytest.mark.xfail(
-                strict=True, reason=f"{case.name}: the sync does not report its HTTP retries"
-            ),
-        )
-        for case in HTTP_SOURCES
-    ],
-)
+@pytest.mark.parametrize("case", CASES)
 def test_the_retry_budget_spent_is_reported_with_the_run(case: HttpSourceCase, sqlite_store: str) -> None:
     plan = FaultPlan(rate=0.25, seed=4, kinds=("503", "429"), records_key=case.records_key)
     with case.serve(100) as upstream, fault_proxy(upstream, plan) as proxy:
