@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -65,22 +66,24 @@ def _leads_written(url: str) -> int:
 
 @pytest.mark.slow
 def test_demo_killed_halfway_then_rerun_equals_one_clean_run(tmp_path: Path) -> None:
-    clean = tmp_path / "clean"
-    _demo(clean)
-    crashed = tmp_path / "crashed"
+    # Both runs use the same folder: cursor names of folder sources contain its path.
+    data = tmp_path / "var"
+    _demo(data)
+    clean = store_snapshot(_url(data))
+    shutil.rmtree(data)
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub.cli", "demo"],
-        env=_env(crashed),
+        env=_env(data),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
     deadline = time.monotonic() + 120
-    while _leads_written(_url(crashed)) == 0 and proc.poll() is None and time.monotonic() < deadline:
+    while _leads_written(_url(data)) == 0 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
     killed_midway = proc.poll() is None
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert killed_midway, "the demo finished before it could be killed"
-    _demo(crashed)
-    assert diff_snapshots(store_snapshot(_url(clean)), store_snapshot(_url(crashed))) == {}
+    _demo(data)
+    assert diff_snapshots(clean, store_snapshot(_url(data))) == {}
