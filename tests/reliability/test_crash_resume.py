@@ -19,8 +19,8 @@ from tests.faults.store_compare import image_differences, store_image
 TODAY = date(2026, 11, 20)
 CHAINS = 8  # stores, each killed KILLS_PER_CHAIN times in a row, then run to the end
 KILLS_PER_CHAIN = 4
-# Runs after which another run changes nothing (should be 1: see the xfail test).
-FIXED_POINT_RUNS = 2
+# Runs after which another run changes nothing (test_one_clean_run_reaches_a_fixed_point).
+FIXED_POINT_RUNS = 1
 SEED = int(os.environ.get("HUB_CRASH_SEED", "20261120"))
 
 
@@ -104,12 +104,6 @@ def test_sigkill_anywhere_then_rerun_equals_clean_runs(world: DemoWorld) -> None
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="one run does not reach a fixed point: call activities get their contact only on the "
-    "next run (calls are written before resolved_leads creates the contact), and touches and the "
-    "funnel report change with them",
-)
 def test_one_clean_run_reaches_a_fixed_point(world: DemoWorld) -> None:
     with world.runner() as runner:
         store_url, folder = world.copy_store("once")
