@@ -32,8 +32,8 @@ from tests.faults.store_compare import image_differences, store_image
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 11, 20)
 STEADY = {"HUB_ROUTING__REQUIRE_SHIFT": "false"}
-# Runs after which another run changes nothing (see test_crash_resume's xfail).
-FIXED_POINT_RUNS = 2
+# Runs after which another run changes nothing (test_crash_resume::test_one_clean_run_reaches_a_fixed_point).
+FIXED_POINT_RUNS = 1
 
 
 @pytest.fixture
@@ -107,7 +107,7 @@ def test_two_graph_runs_at_once_on_sqlite_never_double_write(tmp_path: Path) -> 
 def test_two_graph_runs_at_once_on_postgresql_never_double_write(
     postgres_url: str, second_postgres_schema: str
 ) -> None:
-    # A short folder: a deep one trips the maildir cursor-name bug (xfail test below).
+    # A short folder keeps the demo's paths readable in failures.
     with tempfile.TemporaryDirectory(prefix="hubc") as short:
         root = Path(short)
         baseline = build_demo_world(root / "a", TODAY, {**STEADY, "HUB_DATABASE_URL": second_postgres_schema})

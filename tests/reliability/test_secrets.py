@@ -83,7 +83,7 @@ def pg_with_password(postgres_url: str) -> str:
 @pytest.mark.postgres
 @pytest.mark.skipif(not POSTGRES_AVAILABLE, reason="PostgreSQL is not reachable")
 def test_a_run_with_known_secrets_writes_none_of_them(pg_with_password: str) -> None:
-    # A short folder: a deep one trips the maildir cursor-name bug (see test_concurrency.py).
+    # A short folder keeps the demo's paths readable in failures.
     with tempfile.TemporaryDirectory(prefix="hubs") as short:
         _run_with_known_secrets(Path(short), pg_with_password)
 
