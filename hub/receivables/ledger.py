@@ -23,6 +23,7 @@ from hub.receivables.matching import (
     PaymentItem,
     match,
 )
+from hub.store.locks import lock_transaction
 from hub.store.models import (
     Contact,
     ContactReceivable,
@@ -36,6 +37,8 @@ from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
 CENT = Decimal("0.01")
+# Held by every step that reads allocations and writes from them: two runs at once take turns.
+RECEIVABLES_LOCK = "receivables"
 
 
 def to_kopecks(amount: Decimal) -> int:
@@ -111,7 +114,9 @@ def reconcile(
     session: Session, as_of: date, fifo: bool = False, with_receivables: bool = True
 ) -> tuple[ReconcileStats, MatchResult]:
     """Match every payment made up to `as_of` and write allocations, the unmatched queue, invoice
-    statuses and (unless the caller writes them itself) the receivables as of that date."""
+    statuses and (unless the caller writes them itself) the receivables as of that date. Runs
+    one at a time: a run started beside another reads the allocations the other committed."""
+    lock_transaction(session, RECEIVABLES_LOCK)
     invoices, payments = load_items(session, as_of)
     # Only the allocations of the payments matched now: a payment made after `as_of` keeps its own.
     matched = {p.key for p in payments}
@@ -263,6 +268,7 @@ def receivable_rows(session: Session, as_of: date) -> list[dict[str, Any]]:
 
 
 def write_receivables(session: Session, as_of: date) -> list[dict[str, Any]]:
+    lock_transaction(session, RECEIVABLES_LOCK)
     rows = receivable_rows(session, as_of)
     session.execute(
         delete(Receivable).where(
