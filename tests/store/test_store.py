@@ -92,3 +92,18 @@ def test_quarantine_keeps_raw_and_reason_once(store_url: str) -> None:
         rows = session.scalars(select(QuarantineRecord)).all()
     assert len(rows) == 1
     assert "DROP TABLE crm_leads" in rows[0].raw and rows[0].error == "no usable contact"
+
+
+def test_migrations_have_one_head_and_downgrade_to_nothing(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect
+
+    from hub.store import migrate
+
+    url = f"sqlite:///{tmp_path / 'roundtrip.db'}"
+    assert len(ScriptDirectory.from_config(migrate.alembic_config(url)).get_heads()) == 1
+    migrate.upgrade(url)
+    migrate.downgrade(url, "base")
+    assert set(inspect(make_engine(url)).get_table_names()) <= {"alembic_version"}
+    migrate.upgrade(url)
+    assert "crm_leads" in inspect(make_engine(url)).get_table_names()
