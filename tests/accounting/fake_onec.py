@@ -30,6 +30,9 @@ class FakeOneC:
     html_login: bool = False
     # Faults served before the real answers, per request: "503", "429", "truncated", "slow".
     faults: list[str] = field(default_factory=list)
+    # Rows of the previous page served again at the head of each later page (offset paging
+    # while documents are being posted): such a page holds more rows than $top.
+    repeat_rows: int = 0
     requests: list[str] = field(default_factory=list)
     url: str = ""
 
@@ -103,7 +106,8 @@ def _handler(fake: FakeOneC) -> type[BaseHTTPRequestHandler]:
             rows = sorted(rows, key=lambda r: tuple(str(r.get(k.strip().split(" ")[0], "")) for k in order))
             skip = int(query.get("$skip", 0))
             top = int(query.get("$top", len(rows) or 1))
-            body = {"odata.metadata": f"{fake.url}$metadata#{entity}", "value": rows[skip : skip + top]}
+            start = max(0, skip - fake.repeat_rows)
+            body = {"odata.metadata": f"{fake.url}$metadata#{entity}", "value": rows[start : skip + top]}
             self._send(200, json.dumps(body, ensure_ascii=False).encode(), "application/json;charset=utf-8")
 
     return Handler

@@ -205,6 +205,34 @@ def test_cursor_rereads_from_the_newest_date_and_writes_nothing_twice(sqlite_sto
         assert len(session.scalars(select(Payment.id)).all()) == 2
 
 
+def test_pages_repeating_rows_of_the_previous_one_lose_and_double_none(sqlite_store: str) -> None:
+    data = _base_data()
+    with serve(FakeOneC(data, repeat_rows=2)) as fake:
+        stats = sync_odata(sqlite_store, _client(fake), "2024-01-01", kinds=("invoices",))
+    skips = [r.split("$skip=")[1].split("&")[0] for r in fake.requests if INVOICES in r]
+    assert skips == [str(3 * n) for n in range(len(skips))]  # by $top, whatever a page holds
+    in_range = [
+        r for r in data[INVOICES] if r["Date"] >= "2024-01-01" and r["Posted"] and not r["DeletionMark"]
+    ]
+    parties = [r for r in data[COUNTERPARTIES] if not r.get("IsFolder")]
+    assert stats.rows_in == len(parties) + len(in_range)  # each read once, repeated rows dropped
+    with session_scope(sqlite_store) as session:
+        stored = session.scalars(
+            select(Invoice.source_ref).where(Invoice.source_system == ODATA_SOURCE)
+        ).all()
+        bad = session.scalars(select(QuarantineRecord.source_ref)).all()
+    assert sorted([*stored, *bad]) == sorted(r["Ref_Key"] for r in in_range)
+
+
+def test_the_retries_and_requests_spent_are_reported_with_the_sync(sqlite_store: str) -> None:
+    with serve(FakeOneC(_base_data(), faults=["503", "429"])) as fake:
+        client = _client(fake)
+        stats = sync_odata(sqlite_store, client, "2024-01-01")
+    assert stats.extra["http_retries"] == client.http.retries_used == 2
+    assert stats.extra["http_requests"] == client.http.requests_made
+    assert len(fake.requests) == client.http.requests_made + 2  # each retry is one more request
+
+
 def test_html_login_page_with_status_200_is_a_credentials_error() -> None:
     with serve(FakeOneC(_base_data(), html_login=True)) as fake:
         client = _client(fake)

@@ -87,9 +87,13 @@ def test_every_call_arrives_once_through_throttling_failures_and_a_repeated_page
     api = TwilioApi(calls=scenario(), faults=["429", "500", "truncate", "stall"], repeat_page=1)
     settings = telephony_settings()
     with serve(api) as url:
-        stats = sync_calls(crm_url, make_source(url), settings, "RU", since=None, now=at(23))
+        source = make_source(url)
+        stats = sync_calls(crm_url, source, settings, "RU", since=None, now=at(23))
         again = sync_calls(crm_url, make_source(url), settings, "RU", now=at(23, 30))
     assert stats.written == FINAL_CALLS and stats.quarantined == 0
+    # The retry budget spent is reported with the run (429, 500, the cut body and the stall).
+    assert stats.extra["http_retries"] == source.http.retries_used >= 4
+    assert stats.extra["http_requests"] == source.http.requests_made
     assert stats.extra["repeated_calls_dropped"] == 4  # the page served twice
     assert again.written == 0 and again.unchanged == FINAL_CALLS
     with session_scope(crm_url) as session:
