@@ -5,7 +5,6 @@ checks that hold the books together; a sensor on the watched statements folder."
 import hashlib
 import json
 from datetime import date, datetime
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -25,6 +24,7 @@ from dagster import (
 )
 from sqlalchemy import select
 
+from assets.folders import file_sizes
 from assets.metadata import ingest_metadata, markdown_table
 from assets.resources import AccountingResource, HubSettingsResource, StoreResource
 from assets.retries import TRANSIENT_RETRY_POLICY, fail_fast_on_permanent_errors
@@ -272,14 +272,6 @@ def outstanding_equals_invoiced_minus_allocated(store: StoreResource) -> AssetCh
     )
 
 
-def folder_state(folder: str) -> dict[str, int]:
-    """Size of each file in the folder: a new or re-exported (grown) statement changes it."""
-    path = Path(folder)
-    if not folder or not path.is_dir():
-        return {}
-    return {p.name: p.stat().st_size for p in sorted(path.iterdir()) if p.is_file()}
-
-
 @sensor(
     target=[AssetKey("payments")],
     minimum_interval_seconds=30,
@@ -291,7 +283,7 @@ def folder_state(folder: str) -> dict[str, int]:
 def statements_folder_sensor(
     context: SensorEvaluationContext, accounting: AccountingResource
 ) -> RunRequest | SkipReason:
-    state = folder_state(accounting.statements_dir)
+    state = file_sizes(accounting.statements_dir)
     if not state:
         return SkipReason("no statements folder configured or no files in it")
     previous = json.loads(context.cursor) if context.cursor else {}

@@ -3,7 +3,6 @@ into the CRM timeline and phone leads) and a sensor for new or grown CDR files."
 
 import hashlib
 import json
-from pathlib import Path
 
 from dagster import (
     AssetExecutionContext,
@@ -17,6 +16,7 @@ from dagster import (
     sensor,
 )
 
+from assets.folders import file_sizes
 from assets.metadata import ingest_metadata
 from assets.resources import HubSettingsResource, StoreResource, TelephonyResource
 from assets.retries import TRANSIENT_RETRY_POLICY, fail_fast_on_permanent_errors
@@ -61,14 +61,6 @@ def calls(
     return MaterializeResult(metadata=ingest_metadata(total, **per_provider))
 
 
-def cdr_folder_state(folder: str, pattern: str) -> dict[str, int]:
-    """Size of each CDR file: a new file or a grown one changes it."""
-    path = Path(folder)
-    if not folder or not path.is_dir():
-        return {}
-    return {p.name: p.stat().st_size for p in sorted(path.glob(pattern)) if p.is_file()}
-
-
 @sensor(
     target=[AssetKey("calls")],
     minimum_interval_seconds=30,
@@ -79,7 +71,7 @@ def cdr_folder_state(folder: str, pattern: str) -> dict[str, int]:
 def cdr_files_sensor(
     context: SensorEvaluationContext, telephony: TelephonyResource
 ) -> RunRequest | SkipReason:
-    state = cdr_folder_state(telephony.cdr_dir, telephony.cdr_file_glob)
+    state = file_sizes(telephony.cdr_dir, telephony.cdr_file_glob)
     if not state:
         return SkipReason("no CDR folder configured or no CDR files in it")
     previous = json.loads(context.cursor) if context.cursor else {}

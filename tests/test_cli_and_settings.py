@@ -29,10 +29,17 @@ def test_misconfigured_hub_names_the_variable(monkeypatch: pytest.MonkeyPatch) -
     assert "HUB_DEFAULT_REGION" in str(err.value) and "HUB_SITE__PAGE_SIZE" in str(err.value)
 
 
-def test_misconfiguration_stops_the_cli_with_a_message_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_misconfiguration_stops_the_cli_with_a_message_not_a_traceback(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     env = {"HUB_TIMEZONE": "Europe/Atlantis", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run([sys.executable, "-m", "hub.cli", "db", "upgrade"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "hub.cli", "db", "upgrade"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2
     assert "HUB_TIMEZONE" in result.stderr and "Traceback" not in result.stderr
 

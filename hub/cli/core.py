@@ -95,7 +95,9 @@ def serve(host: str, port: int, workers: int) -> None:
     settings = load_settings()
     if not settings.site.webhook_secret:
         # The tracking pixel needs no secret; the site webhook refuses every post without one.
-        click.echo("warning: HUB_SITE__WEBHOOK_SECRET is not set: site webhook posts will be refused", err=True)
+        click.echo(
+            "warning: HUB_SITE__WEBHOOK_SECRET is not set: site webhook posts will be refused", err=True
+        )
     uvicorn.run(
         create_app(settings),
         host=host,

@@ -29,7 +29,13 @@ def demo_generators() -> list[DemoGenerator]:
     from hub.demo.site import generate_site_demo
     from hub.demo.telephony import generate_telephony_demo
 
-    return [generate_site_demo, generate_telephony_demo, generate_analytics_demo, generate_accounting_demo, generate_mail_demo]
+    return [
+        generate_site_demo,
+        generate_telephony_demo,
+        generate_analytics_demo,
+        generate_accounting_demo,
+        generate_mail_demo,
+    ]
 
 
 def demo_paths(project_dir: Path = PROJECT_DIR) -> dict[str, Path]:

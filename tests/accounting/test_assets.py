@@ -10,7 +10,6 @@ from dagster import DagsterInstance, build_sensor_context, materialize
 
 from assets.accounting import (
     ACCOUNTING_CHECKS,
-    folder_state,
     invoices,
     payment_allocations,
     payments,
@@ -18,6 +17,7 @@ from assets.accounting import (
     statements_folder_sensor,
     today_in,
 )
+from assets.folders import file_sizes
 from assets.resources import AccountingResource, HubSettingsResource, StoreResource
 from hub.demo.accounting import generate_accounting_demo
 from hub.demo.seed import seed_crm
@@ -88,7 +88,7 @@ def test_sensor_requests_a_run_for_a_new_or_grown_statement_only(tmp_path: Path)
         context = build_sensor_context(instance=instance)
         first = statements_folder_sensor(context, accounting=resource)
         assert first.run_key.startswith("statements-")
-        seen = json.dumps(folder_state(str(folder)))  # the cursor the first tick saved
+        seen = json.dumps(file_sizes(str(folder)))  # the cursor the first tick saved
         same = statements_folder_sensor(
             build_sensor_context(instance=instance, cursor=seen), accounting=resource
         )
