@@ -44,6 +44,9 @@ class DemoWorld:
     seed_store: Path
     env: dict[str, str]
     ready_at: datetime  # datetimes from here on were written by a run (the wall clock)
+    # Datetimes from here on were written by the seeding or a run: two worlds seeded at
+    # different times are compared with each masked from its own start.
+    seeding_started: datetime
 
     def copy_store(self, name: str) -> tuple[str, Path]:
         """A fresh copy of the seeded store and its own DAGSTER_HOME (runs never share one:
@@ -120,6 +123,7 @@ def build_demo_world(root: Path, today: date, extra_env: dict[str, str] | None =
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "DAGSTER_"))}
     env.update({"HUB_DATA_DIR": str(root / "var"), **(extra_env or {})})
+    seeding_started = utcnow()
     saved = {
         k: os.environ.get(k)
         for k in [*env, "HUB_CONFIG", "DAGSTER_HOME"]
@@ -141,4 +145,6 @@ def build_demo_world(root: Path, today: date, extra_env: dict[str, str] | None =
         shutil.copy(root / "var" / "hub.db", seed_store)
         if (root / "var" / "hub.db-wal").exists():
             raise RuntimeError("the seeded store still has a write-ahead log: a copy would miss rows")
-    return DemoWorld(root=root, seed_store=seed_store, env=env, ready_at=utcnow())
+    return DemoWorld(
+        root=root, seed_store=seed_store, env=env, ready_at=utcnow(), seeding_started=seeding_started
+    )

@@ -4,7 +4,9 @@ point to, and times written by the run itself (the wall clock) masked."""
 
 from __future__ import annotations
 
+import re
 from collections import Counter
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -19,6 +21,25 @@ WALL_CLOCK = "<written at run time>"
 RANDOM = "<random by design>"
 # Values drawn at random on purpose (unguessable tracking tokens): equal only by chance.
 RANDOM_COLUMNS = {("hub_mail_tracking_tokens", "token")}
+# Columns holding a row id (as text or a bare integer) without a foreign key, and the table
+# that row is in, read from the same row: like a foreign key, the id depends on insert order
+# (PostgreSQL sequences hand out ids differently under concurrent inserts).
+CONVERSION_TABLES = {"lead": "crm_leads", "deal": "crm_deals"}
+ID_REFERENCES: dict[tuple[str, str], Callable[[dict[str, Any]], str]] = {
+    ("hub_touches", "source_ref"): lambda row: row["source_system"],
+    ("crm_lead_attribution", "conversion_id"): lambda row: CONVERSION_TABLES.get(row["conversion_kind"], ""),
+}
+# Texts the hub writes naming a lead by its id (reasons such as "first lead 122 routed to ...",
+# task references "lead:122:first_call"), and ids in JSON details under the keys below: each id
+# is replaced by the natural key of the row it names.
+LEAD_ID_IN_REASON = re.compile(r"\b(lead )(\d+)")
+TEXTS_NAMING_LEADS = {
+    ("crm_contacts", "owner_reason"): LEAD_ID_IN_REASON,
+    ("crm_leads", "resolution_reason"): LEAD_ID_IN_REASON,
+    ("hub_merge_log", "reason"): LEAD_ID_IN_REASON,
+    ("crm_tasks", "source_ref"): re.compile(r"^(lead:)(\d+)(?=:)"),
+}
+JSON_ID_KEYS = {"lead_id": "crm_leads", "receipt_id": "hub_mail_receipts"}
 
 StoreImage = dict[str, Counter[tuple[Any, ...]]]
 
@@ -71,6 +92,13 @@ class _Reader:
             self.identity[table.name] = by_id
         return self.identity[table.name].get(row_id, ("dangling", table.name, row_id))
 
+    def referenced_row(self, table_name: str, row_id: str | int | None) -> Any:
+        """A row id kept without a foreign key, by the natural key of the row it names."""
+        target = Base.metadata.tables.get(table_name)
+        if target is None or row_id is None or not str(row_id).isdigit():
+            return row_id
+        return self.identity_of(target, int(row_id))
+
     def plain_row(self, table: Table, row: dict[str, Any], columns: list[str]) -> tuple[Any, ...]:
         out = []
         for name in columns:
@@ -81,6 +109,12 @@ class _Reader:
             fks = list(table.columns[name].foreign_keys)
             if fks:
                 value = self.identity_of(fks[0].column.table, value)
+            elif (table.name, name) in ID_REFERENCES:
+                value = self.referenced_row(ID_REFERENCES[table.name, name](row), value)
+            elif (table.name, name) in TEXTS_NAMING_LEADS and value is not None:
+                value = TEXTS_NAMING_LEADS[table.name, name].sub(
+                    lambda m: f"{m[1]}{self.referenced_row('crm_leads', m[2])}", value
+                )
             out.append(self.plain(value))
         return tuple(out)
 
@@ -97,7 +131,12 @@ class _Reader:
         if isinstance(value, float):
             return round(value, 9)
         if isinstance(value, dict):
-            return tuple(sorted((str(k), self.plain(v)) for k, v in value.items()))
+            return tuple(
+                sorted(
+                    (str(k), self.referenced_row(JSON_ID_KEYS[k], v) if k in JSON_ID_KEYS else self.plain(v))
+                    for k, v in value.items()
+                )
+            )
         if isinstance(value, list | tuple):
             return tuple(self.plain(v) for v in value)
         return value
