@@ -186,6 +186,12 @@ def test_ui_shows_every_asset_materialized_and_its_checks_passed(demo_webserver:
                 group_url = f"{url}/locations/{repository_path}/asset-groups/{group}"
                 body = _open(page, group_url, f"group_{group}", "Latest event")
                 group_assets = ["/".join(n["assetKey"]["path"]) for n in nodes if n["groupName"] == group]
+                # On a loaded machine the group's statuses can render after the page looks ready.
+                deadline = time.monotonic() + 30
+                while body.count("Materialized") < len(group_assets) and time.monotonic() < deadline:
+                    page.wait_for_timeout(500)
+                    body = str(page.inner_text("body"))
+                page.screenshot(path=str(ARTIFACTS / f"group_{group}.png"), full_page=True)
                 for asset in group_assets:
                     assert asset in body, f"{asset} not drawn in the {group} graph"
                 assert body.count("Materialized") >= len(group_assets), body
