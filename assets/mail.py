@@ -2,6 +2,8 @@
 opens, call-now tasks, outbox rows), `mail_alerts` (delivery), a sensor for alerts that fell due,
 and the observations `hub watch-mail` reports so its in-process work shows in the UI."""
 
+import os
+from collections.abc import Callable
 from datetime import timedelta
 
 from dagster import (
@@ -176,6 +178,19 @@ def mail_alerts_due_sensor(
 
 
 MAIL_SENSORS = [mail_alerts_due_sensor]
+
+
+def watcher_reporter() -> Callable[[MailPassResult, timedelta], None] | None:
+    """A function reporting each `hub watch-mail` pass to the Dagster instance, or None when no
+    DAGSTER_HOME is set (no instance to report to)."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return None
+    instance = DagsterInstance.get()
+
+    def report(result: MailPassResult, elapsed: timedelta) -> None:
+        report_watcher_pass(instance, result, elapsed)
+
+    return report
 
 
 def report_watcher_pass(instance: DagsterInstance, result: MailPassResult, elapsed: timedelta) -> None:

@@ -62,7 +62,8 @@ def _safe_url(url: str) -> str:
 @click.option("--reset", is_flag=True, help="Delete the demo store first and start over.")
 def demo(reset: bool) -> None:
     """Seed a local SQLite CRM, generate demo data for every source, run the whole graph once."""
-    from hub.demo.run import run_demo
+    # The CLI is the entry point: the one Dagster step of the demo lives in assets/.
+    from assets.demo import run_demo
 
     ok = run_demo(reset=reset, echo=click.echo)
     sys.exit(0 if ok else 1)

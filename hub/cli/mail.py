@@ -43,7 +43,12 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
     transports = transports_from_settings(mail)
     if not transports:
         click.echo("no alert channel is configured (HUB_MAIL__SMTP_HOST, telegram, slack): alerts wait")
-    reporter = _dagster_reporter() if report_to_dagster else None
+    reporter = None
+    if report_to_dagster:
+        # The CLI is the entry point: reporting to Dagster lives in assets/.
+        from assets.mail import watcher_reporter
+
+        reporter = watcher_reporter()
     if once or not mail.imap_host:
         if not mail.imap_host and not once:
             click.echo("HUB_MAIL__IMAP_HOST is not set: nothing to watch; running one pass over the files")
@@ -76,24 +81,6 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
     signal.signal(signal.SIGINT, stop)
     click.echo(f"watching {mail.imap_host}/{mail.receipts_folder} (IDLE); Ctrl-C to stop")
     watcher.run()
-
-
-def _dagster_reporter() -> Any:
-    """A function reporting a pass to the Dagster instance, or None without DAGSTER_HOME."""
-    import os
-
-    if not os.environ.get("DAGSTER_HOME"):
-        return None
-    from dagster import DagsterInstance
-
-    from assets.mail import report_watcher_pass
-
-    instance = DagsterInstance.get()
-
-    def report(result: Any, elapsed: timedelta) -> None:
-        report_watcher_pass(instance, result, elapsed)
-
-    return report
 
 
 @click.group()

@@ -90,19 +90,6 @@ def set_up(
     return paths
 
 
-def materialize_all() -> Any:
-    """Run the main job in this process, recorded in the persistent Dagster instance."""
-    from dagster import DagsterInstance
-
-    from assets.definitions import defs
-
-    job = defs.resolve_job_def("hub_main_job")
-    with DagsterInstance.get() as instance:
-        # The summary below says what happened; Dagster's step-by-step debug log is in the UI.
-        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
-
-
 def summary(database_url: str) -> list[tuple[str, int]]:
     with session_scope(database_url) as session:
 
@@ -125,23 +112,3 @@ def summary(database_url: str) -> list[tuple[str, int]]:
             ("open tasks", count(select(func.count()).select_from(Task).where(Task.done.is_(False)))),
             ("records in quarantine", count(select(func.count()).select_from(QuarantineRecord))),
         ]
-
-
-def run_demo(reset: bool = False, echo: Callable[[str], None] = print) -> bool:
-    paths = prepare_environment()
-    echo(f"Store: {load_settings().database_url}")
-    set_up(reset=reset)
-    echo(f"Demo sources written to {paths['demo']}; running the whole asset graph...")
-    result = materialize_all()
-    for event in result.all_events:
-        if event.event_type_value == "STEP_FAILURE":
-            echo(f"  FAILED: {event.step_key}: {event.event_specific_data.error.message.strip()}")
-    for event in result.get_asset_materialization_events():
-        mat = event.event_specific_data.materialization
-        numbers = {k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float))}
-        echo(f"  {mat.asset_key.to_user_string():<24} {numbers}")
-    echo("Store after the run:")
-    for label, value in summary(load_settings().database_url):
-        echo(f"  {label:<32} {value}")
-    echo(f"Runs are kept in {paths['dagster_home']}; open the UI on the same data with: hub ui")
-    return bool(result.success)

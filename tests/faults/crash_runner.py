@@ -77,7 +77,7 @@ def run_once(request: dict[str, Any]) -> int:
     database = make_url(request["store"]).database or ""
     switch = KillSwitch(database, request.get("kill_in"), request.get("kill_at"))
     switch.install()
-    from hub.demo.run import materialize_all
+    from assets.demo import materialize_all
 
     result = materialize_all()
     Path(request["trace"]).write_text("\n".join(switch.trace) + "\n")

@@ -56,7 +56,8 @@ ASSETS_QUERY = """
 DEMO_SCRIPT = """
 import sys
 from pathlib import Path
-from hub.demo.run import materialize_all, set_up
+from assets.demo import materialize_all
+from hub.demo.run import set_up
 set_up(reset=True, project_dir=Path(sys.argv[1]))
 sys.exit(0 if materialize_all().success else 1)
 """

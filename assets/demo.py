@@ -1,0 +1,43 @@
+"""The demo's Dagster part: run the main job in process, recorded in the persistent instance,
+and print what each asset did. (`hub/demo` prepares the store and the sources without Dagster.)"""
+
+from collections.abc import Callable
+from typing import Any
+
+from dagster import DagsterInstance, ExecuteInProcessResult
+
+from hub.demo.run import prepare_environment, set_up, summary
+from hub.settings import load_settings
+
+
+def materialize_all() -> ExecuteInProcessResult:
+    """Run the main job in this process, recorded in the persistent Dagster instance."""
+    from assets.definitions import defs  # after prepare_environment(): definitions read the settings
+
+    job = defs.resolve_job_def("hub_main_job")
+    with DagsterInstance.get() as instance:
+        # The summary says what happened; Dagster's step-by-step debug log is in the UI.
+        quiet = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+        return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
+
+
+def run_demo(reset: bool = False, echo: Callable[[str], None] = print) -> bool:
+    paths = prepare_environment()
+    echo(f"Store: {load_settings().database_url}")
+    set_up(reset=reset)
+    echo(f"Demo sources written to {paths['demo']}; running the whole asset graph...")
+    result = materialize_all()
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            echo(f"  FAILED: {event.step_key}: {event.event_specific_data.error.message.strip()}")
+    for event in result.get_asset_materialization_events():
+        mat = event.event_specific_data.materialization
+        numbers: dict[str, Any] = {
+            k: v.value for k, v in mat.metadata.items() if isinstance(v.value, (int, float))
+        }
+        echo(f"  {mat.asset_key.to_user_string():<24} {numbers}")
+    echo("Store after the run:")
+    for label, value in summary(load_settings().database_url):
+        echo(f"  {label:<32} {value}")
+    echo(f"Runs are kept in {paths['dagster_home']}; open the UI on the same data with: hub ui")
+    return bool(result.success)
