@@ -9,7 +9,11 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-FORBIDDEN = {"hub": {"dagster"}, "connectors": {"dagster", "hub", "assets"}, "schemas": {"dagster", "hub", "assets"}}
+FORBIDDEN = {
+    "hub": {"dagster"},
+    "connectors": {"dagster", "hub", "assets"},
+    "schemas": {"dagster", "hub", "assets"},
+}
 
 
 def _imported_top_levels(path: Path) -> set[str]:
