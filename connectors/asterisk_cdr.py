@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 from pydantic import ValidationError
 
 from connectors.pbx import RejectedRecord, is_extension, merge_legs
+from connectors.text import decode_text
 from schemas.telephony import CDR_FIELDS, CDR_REQUIRED_FIELDS, Call, CdrRow, Disposition
 
 PROVIDER = "asterisk"
@@ -171,21 +172,13 @@ def _split_rows(data: bytes, offset: int, line: int) -> list[_Row]:
     byte_lines = data.splitlines(keepends=True)
     # Byte end of each line, so that a batch can be resumed exactly after its last row.
     ends = list(accumulate((len(b) for b in byte_lines), initial=offset))[1:]
-    reader = csv.reader(_decode(b) for b in byte_lines)
+    reader = csv.reader(decode_text(b) for b in byte_lines)
     rows = []
     for fields in reader:
         if not fields or fields == [""]:
             continue
         rows.append(_Row(line + reader.line_num, ends[reader.line_num - 1], fields))
     return rows
-
-
-def _decode(data: bytes) -> str:
-    # Caller names come in UTF-8 or, from older Russian setups, cp1251.
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        return data.decode("cp1251", errors="replace")
 
 
 def _call_key(row: _Row) -> str:

@@ -12,7 +12,6 @@ Webhook posts carry `X-Hub-Timestamp: <unix seconds>` and
 
 from __future__ import annotations
 
-import codecs
 import csv
 import hashlib
 import hmac
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 
 from connectors.errors import PermanentSourceError
 from connectors.http import HttpClient
+from connectors.text import detect_file_encoding
 
 LEADS_PATH = "api/v1/leads"
 # Key of the record read_leads_csv yields for a row the csv module could not read.
@@ -149,7 +149,7 @@ def read_leads_csv(path: str | Path, start_row: int = 0) -> Iterator[tuple[int, 
     million-row export is not held in memory). The delimiter (comma or semicolon) is detected;
     a missing `id` is derived from the row's content so that importing the same export twice
     writes nothing new."""
-    encoding = detect_encoding(path)
+    encoding = detect_file_encoding(path)
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
         sample = fh.read(4096)
         fh.seek(0)
@@ -185,20 +185,6 @@ def _record(row: dict[str | None, Any]) -> dict[str, Any]:
         content = json.dumps(sorted((k, v) for k, v in record.items() if k != "id"), ensure_ascii=False)
         record["id"] = "sha1:" + hashlib.sha1(content.encode("utf-8")).hexdigest()
     return record
-
-
-def detect_encoding(path: str | Path, chunk_size: int = 1 << 20) -> str:
-    """UTF-8 (with or without BOM) when the whole file decodes as such, else cp1251 — exports
-    from Russian and Polish offices come in one of these. Reads in chunks: constant memory."""
-    decoder = codecs.getincrementaldecoder("utf-8-sig")()
-    with open(path, "rb") as fh:
-        try:
-            while chunk := fh.read(chunk_size):
-                decoder.decode(chunk)
-            decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
-            return "cp1251"
-    return "utf-8-sig"
 
 
 def sign_webhook(secret: str, timestamp: int, body: bytes) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from connectors.text import decode_text
 from hub.channels import ChannelRules, classify_channel
 from hub.ingest.stats import IngestStats
 from hub.store.models import AdCost
@@ -26,14 +27,6 @@ DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d/%m/%Y")
 
 class CostRowError(ValueError):
     """A row of the cost file that cannot be used; the message says which column and why."""
-
-
-def _decode(raw: bytes) -> str:
-    # Ad cabinets export UTF-8 (often with a BOM); older Russian tools export Windows-1251.
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        return raw.decode("cp1251")
 
 
 def _pick(row: dict[str, str], names: tuple[str, ...]) -> str | None:
@@ -99,7 +92,7 @@ def import_costs(session: Session, path: Path, rules: ChannelRules) -> IngestSta
     corrected export can be imported over the old one. Several rows of one key are added up."""
     stats = IngestStats()
     totals: dict[tuple[date, str, str], dict[str, Any]] = {}
-    for line, raw in read_cost_rows(_decode(path.read_bytes())):
+    for line, raw in read_cost_rows(decode_text(path.read_bytes())):
         stats.rows_in += 1
         try:
             row = cost_row(raw, rules)

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import phonenumbers
 
+from schemas.accounting import normalize_inn
+
 _EXTENSION = re.compile(r"(?:доб\.?|доп\.?|вн\.?|ext\.?|wew\.?|x)\s*(\d{1,6})\s*$", re.IGNORECASE)
 # Characters people put around phone digits; anything else goes to the full parser.
 _PHONE_FORMATTING = re.compile(r"[\s().\-]")
@@ -321,27 +323,13 @@ def company_key(raw: str | None) -> str | None:
 
 # ---------------------------------------------------------------- tax ids
 
-_INN10_WEIGHTS = (2, 4, 10, 3, 5, 9, 4, 6, 8)
-_INN12_WEIGHTS_1 = (7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
-_INN12_WEIGHTS_2 = (3, 7, 2, 4, 10, 3, 5, 9, 4, 6, 8)
 _NIP_WEIGHTS = (6, 5, 7, 2, 3, 4, 5, 6, 7)
 
 
-def _check(digits: str, weights: tuple[int, ...], modulus: int = 11) -> int:
-    return sum(int(d) * w for d, w in zip(digits, weights, strict=False)) % modulus % 10
-
-
 def is_valid_inn(digits: str) -> bool:
-    """Russian ИНН: 10 digits (organisation) or 12 (person, sole trader), checksum verified."""
-    if not digits.isdigit():
-        return False
-    if len(digits) == 10:
-        return _check(digits, _INN10_WEIGHTS) == int(digits[9])
-    if len(digits) == 12:
-        return _check(digits, _INN12_WEIGHTS_1) == int(digits[10]) and _check(
-            digits, _INN12_WEIGHTS_2
-        ) == int(digits[11])
-    return False
+    """Russian ИНН: 10 digits (organisation) or 12 (person, sole trader), checksum verified
+    (one implementation, shared with the accounting records)."""
+    return digits.isdigit() and normalize_inn(digits) == digits
 
 
 def is_valid_nip(digits: str) -> bool:
