@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from hub.attribution.models import MODELS, attribute, build_paths
 from hub.attribution.touches import load_touches
+from hub.frames import lookup
 from hub.store.models import Deal, Invoice, Lead, LeadAttribution, Payment, PaymentAllocation
 from hub.store.prune import delete_rows_not_in
 from hub.store.upsert import upsert
@@ -100,7 +101,7 @@ def compute_all(
     for kind, conversions in conversions_by_kind.items():
         weights, untouched = attribute_conversions(touches, conversions, lookback_days, half_life_days)
         contacts = conversions.set_index("conversion")["contact_id"]
-        weights["contact_id"] = weights["conversion"].map(contacts)
+        weights["contact_id"] = lookup(weights["conversion"], contacts)
         results[kind] = weights
         stats.conversions[kind] = len(conversions)
         stats.unattributed[kind] = untouched

@@ -10,6 +10,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.frames import lookup
 from hub.funnel.report import SECONDS_PER_DAY, FunnelData, stage_order
 from hub.store.models import Deal, Lead, Rep, Task
 
@@ -79,7 +80,7 @@ def morning_checks(
         .groupby("deal_id")["entered_at"]
         .max()
     )
-    since = deals["deal_id"].map(entered)
+    since = lookup(deals["deal_id"], entered)
     since = since.fillna(pd.to_datetime(deals["stage_changed_at"], utc=True)).fillna(
         pd.to_datetime(deals["opened_at"], utc=True)
     )
@@ -123,7 +124,7 @@ def rep_load(
     )
 
     def per_rep(frame: pd.DataFrame) -> pd.Series:
-        return reps["rep_id"].map(frame["rep_id"].value_counts()).fillna(0).astype(int)
+        return lookup(reps["rep_id"], frame["rep_id"].value_counts()).fillna(0).astype(int)
 
     return reps.assign(
         open_deals=per_rep(open_deals),

@@ -11,6 +11,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hub.frames import lookup
 from hub.store.models import (
     Deal,
     DealStageChange,
@@ -97,7 +98,7 @@ def paid_in_full_at(session: Session) -> pd.Series:
     allocations["amount"] = allocations["amount"].astype(float)
     total = invoiced.groupby("deal_id")["amount"].sum()
     allocations["paid"] = allocations.groupby("deal_id")["amount"].cumsum()
-    allocations["due"] = allocations["deal_id"].map(total)
+    allocations["due"] = lookup(allocations["deal_id"], total)
     covered = allocations[(allocations["due"] > 0) & (allocations["paid"] >= allocations["due"])]
     first = covered.groupby("deal_id")["paid_on"].min()
     return pd.to_datetime(first, utc=True).rename("paid_at")
@@ -128,7 +129,7 @@ def stage_table(
     hist = history[history["deal_id"].isin(deals["deal_id"])].copy()
     hist["rank"] = hist["stage"].map(rank)
     hist = hist.sort_values(["deal_id", "entered_at"], kind="stable")
-    closed = hist["deal_id"].map(deals.set_index("deal_id")["closed_at"])
+    closed = lookup(hist["deal_id"], deals.set_index("deal_id")["closed_at"])
     next_entry = hist.groupby("deal_id")["entered_at"].shift(-1)
     left_at = next_entry.fillna(closed)
     hist["days"] = (left_at - hist["entered_at"]).dt.total_seconds() / SECONDS_PER_DAY
@@ -168,7 +169,7 @@ def summary_row(
     closed = deals[in_period(deals["closed_at"], start, end, timezone)]
     won = int((closed["status"] == "won").sum())
     lost = int((closed["status"] == "lost").sum())
-    paid = deals.assign(paid_at=deals["deal_id"].map(paid_at))
+    paid = deals.assign(paid_at=lookup(deals["deal_id"], paid_at))
     paid = paid[in_period(paid["paid_at"], start, end, timezone)]
     began = paid["lead_at"].fillna(paid["opened_at"])
     cycle = (paid["paid_at"] - began).dt.total_seconds() / SECONDS_PER_DAY
