@@ -29,7 +29,8 @@ from hub.settings import MailSettings
 from hub.store import migrate
 from hub.store.db import dispose_engines, session_scope
 from schemas.mail import SentEmail
-from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, free_port, seed_crm
+from tests.local_server import free_port
+from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, seed_crm
 
 CLIENT = "client@client.example.ru"
 

@@ -7,16 +7,16 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from hub.demo.accounting import render_metadata
+from tests.local_server import local_server
 
 ROOT = "/acc/odata/standard.odata/"
 
@@ -115,12 +115,6 @@ def _handler(fake: FakeOneC) -> type[BaseHTTPRequestHandler]:
 
 @contextmanager
 def serve(fake: FakeOneC) -> Iterator[FakeOneC]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}{ROOT}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with local_server(_handler(fake)) as server:
+        fake.url = f"{server.url}{ROOT}"
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()

@@ -13,11 +13,13 @@ import struct
 import threading
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlsplit
+
+from tests.local_server import LocalServer, local_server
 
 # Faults that stop the request before the upstream sees it.
 EARLY_FAULTS = ("429", "500", "502", "503", "reset")
@@ -64,11 +66,6 @@ class FaultPlan:
         self._rng.shuffle(items)
 
 
-class _QuietServer(ThreadingHTTPServer):
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        pass  # clients that gave up (timeouts) reset their connections: expected here
-
-
 @dataclass
 class ProxyLog:
     requests: int = 0
@@ -85,7 +82,7 @@ class FaultProxy:
         self.url = ""
         self._lock = threading.Lock()
         self._previous_records: list[Any] = []
-        self._server: ThreadingHTTPServer | None = None
+        self._serving: AbstractContextManager[LocalServer] | None = None
 
     def __enter__(self) -> FaultProxy:
         proxy = self
@@ -102,17 +99,15 @@ class FaultProxy:
             def do_POST(self) -> None:
                 proxy._handle(self)
 
-        self._server = _QuietServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
+        self._serving = local_server(Handler)
+        server = self._serving.__enter__()
         # The upstream's base path is kept: the client is pointed at the proxy instead.
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}{self.upstream.path.rstrip('/')}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"{server.url}{self.upstream.path.rstrip('/')}"
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        assert self._serving is not None
+        self._serving.__exit__(*exc)
 
     # ------------------------------------------------------------------ request handling
 

@@ -14,7 +14,8 @@ import pytest
 from imapclient import IMAPClient
 
 from hub.settings import MailSettings
-from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, free_port, seed_crm
+from tests.local_server import free_port
+from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, seed_crm
 
 
 @pytest.fixture(scope="session")

@@ -20,15 +20,11 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 
+from tests.local_server import free_port
+
 DOVECOT = "/usr/sbin/dovecot"
 DOVECOT_USER = "dovecot"
 PASSWORD = "test-secret"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for_port(port: int, timeout_s: float = 10.0) -> None:

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -17,6 +17,7 @@ from hub.alerts.deliver import RetryPolicy, SlackTransport, SmtpTransport, Teleg
 from hub.alerts.outbox import enqueue_alert, quiet_until
 from hub.store.db import session_scope
 from hub.store.models import AlertOutbox, Rep
+from tests.local_server import local_server
 from tests.mail.servers import SmtpSink
 
 FAST = RetryPolicy(max_attempts=4, backoff_s=0.0, backoff_max_s=0.0, lease_s=60)
@@ -156,16 +157,16 @@ class ChatApi:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.handler = Handler
+        self.url = ""
 
 
 @pytest.fixture
 def chat_api() -> Iterator[ChatApi]:
     api = ChatApi()
-    yield api
-    api.server.shutdown()
+    with local_server(api.handler) as server:
+        api.url = server.url
+        yield api
 
 
 def test_telegram_and_slack_formats_with_retries(

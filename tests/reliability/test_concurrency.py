@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from hub.store.models import Lead, WebhookInbox
 from tests.conftest import POSTGRES_URL
 from tests.faults.crash import DemoWorld, GraphRunner, build_demo_world
 from tests.faults.store_compare import image_differences, store_image
+from tests.local_server import free_port
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 11, 20)
@@ -124,15 +124,9 @@ POSTS = 10_000
 SECRET = "burst-secret"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def hub_serve(sqlite_store: str, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
     env.update(
         {"HUB_DATABASE_URL": sqlite_store, "HUB_SITE__WEBHOOK_SECRET": SECRET, "HUB_DATA_DIR": str(tmp_path)}

@@ -8,14 +8,12 @@ from __future__ import annotations
 import json
 import logging
 import re
-import ssl
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Iterator
 from datetime import date
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +30,7 @@ from hub.store.models import Base
 from tests.conftest import POSTGRES_AVAILABLE
 from tests.faults.crash import build_demo_world
 from tests.faults.http_proxy import FaultPlan, fault_proxy
+from tests.local_server import local_server
 
 PROJECT_DIR = Path(__file__).resolve().parents[2]
 DB_PASSWORD = "pg-Pa55-Zq81xv"
@@ -238,13 +237,8 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             self.end_headers()
             self.wfile.write(body)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"https://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with local_server(Handler, tls=(cert, key)) as server:
+        yield server.url
 
 
 def test_tls_is_verified_by_default_and_an_untrusted_certificate_fails_at_once(tls_server: str) -> None:

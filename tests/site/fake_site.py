@@ -7,9 +7,11 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.local_server import local_server
 
 
 class FakeSite:
@@ -81,17 +83,9 @@ class _Handler(BaseHTTPRequestHandler):
 
 @contextmanager
 def serve_site(site: FakeSite) -> Iterator[FakeSite]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
-    server.site = site  # type: ignore[attr-defined]
-    server.daemon_threads = True
-    site.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with local_server(_Handler, site=site) as server:
+        site.url = server.url
         yield site
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def make_leads(count: int, start_hour: int = 8) -> list[dict[str, Any]]:
