@@ -6,6 +6,8 @@ import os
 import subprocess
 from pathlib import Path
 
+from hub.processes import console_script
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -13,7 +15,7 @@ def test_definitions_validate(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HUB_", "DAGSTER_"))}
     env.update(HUB_DATA_DIR=str(tmp_path / "var"), DAGSTER_HOME=str(tmp_path))
     result = subprocess.run(
-        ["dagster", "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
+        [console_script("dagster"), "definitions", "validate", "-w", str(ROOT / "workspace.yaml")],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from hub.processes import console_script
 from hub.settings import PROJECT_DIR, load_settings
 
 
@@ -78,7 +79,16 @@ def ui(port: int, host: str) -> None:
 
     prepare_environment()
     os.chdir(PROJECT_DIR)
-    args = ["dagster", "dev", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", host, "-p", str(port)]
+    args = [
+        console_script("dagster"),
+        "dev",
+        "-w",
+        str(PROJECT_DIR / "workspace.yaml"),
+        "-h",
+        host,
+        "-p",
+        str(port),
+    ]
     click.echo(f"DAGSTER_HOME={os.environ['DAGSTER_HOME']}  UI at http://{host}:{port}")
     os.execvp(args[0], args)
 

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 import requests
 
+from hub.processes import console_script
 from hub.settings import PROJECT_DIR
-from tests.ops.conftest import free_port
+from tests.local_server import free_port
 
 pytestmark = pytest.mark.slow
 
@@ -87,7 +88,15 @@ def demo_webserver(tmp_path: Path) -> Iterator[str]:
     port = free_port()
     log = (tmp_path / "webserver.log").open("w")
     server = subprocess.Popen(
-        ["dagster-webserver", "-w", str(PROJECT_DIR / "workspace.yaml"), "-h", "127.0.0.1", "-p", str(port)],
+        [
+            console_script("dagster-webserver"),
+            "-w",
+            str(PROJECT_DIR / "workspace.yaml"),
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+        ],
         cwd=PROJECT_DIR,
         env=env,
         stdout=log,
