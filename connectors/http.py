@@ -21,6 +21,7 @@ from connectors.errors import (
     PermanentSourceError,
     TransientSourceError,
 )
+from connectors.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +45,16 @@ class CountingRetry(Retry):
             raise MaxRetryError(kwargs.get("_pool"), kwargs.get("url") or "", error)
         if self.owner is not None:
             self.owner.retries_used += 1
-        return super().increment(*args, **kwargs)
+            response = kwargs.get("response")
+            if response is not None and response.status == 429:
+                self.owner.throttled += 1
+                if self.owner.rate_limit is not None:
+                    self.owner.rate_limit.drain()
+        retry = super().increment(*args, **kwargs)
+        if self.owner is not None and self.owner.rate_limit is not None:
+            # Every attempt, retries included, passes the client's rate limit.
+            self.owner.rate_limit.acquire()
+        return retry
 
 
 class HttpClient:
@@ -67,6 +77,8 @@ class HttpClient:
         backoff_factor: float = 0.5,
         backoff_max_s: float = 60.0,
         body_retries: int = 3,
+        rate_limit: TokenBucket | None = None,
+        retry_methods: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"}),
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.source = source
@@ -74,9 +86,13 @@ class HttpClient:
         self.timeout_s = timeout_s
         self.retries_used = 0
         self.requests_made = 0
+        self.throttled = 0  # answers 429 (or the API's own "slow down"), each waited out
+        self.rate_limit = rate_limit
         self.body_retries = body_retries
         self.backoff_factor = backoff_factor
         self.backoff_max_s = backoff_max_s
+        self.max_retries = max_retries
+        self.retry_methods = frozenset(m.upper() for m in retry_methods)
         if not verify_tls:
             warnings.warn(f"TLS verification is off for {source}: enable it in production", stacklevel=2)
             log.warning("TLS verification is disabled for source %s", source)
@@ -86,7 +102,9 @@ class HttpClient:
             read=max_retries,
             status=max_retries,
             status_forcelist=RETRY_STATUSES,
-            allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"}),
+            # Only what is safe to repeat: a POST that timed out may have been applied. An API
+            # whose writes carry their own idempotency may pass its write methods here.
+            allowed_methods=retry_methods,
             backoff_factor=backoff_factor,
             backoff_max=backoff_max_s,
             respect_retry_after_header=True,
@@ -117,9 +135,36 @@ class HttpClient:
 
     def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         """One request with the shared error mapping: 401/403 name the credential setting,
-        404 and other 4xx are permanent, 429/5xx and network failures transient."""
+        404 and other 4xx are permanent, 429/5xx and network failures transient.
+
+        A 429 to a write (which urllib3 does not repeat) is waited out and sent again here: the
+        server refused it unprocessed, so repeating it cannot apply it twice."""
+        for attempt in range(self.max_retries + 1):
+            response = self._send(method, path_or_url, **kwargs)
+            if response.status_code != 429 or method.upper() in self.retry_methods:
+                break
+            if attempt == self.max_retries:
+                break
+            self.retries_used += 1
+            self.throttled += 1
+            if self.rate_limit is not None:
+                self.rate_limit.drain()
+            time.sleep(self._retry_after(response, attempt))
+        return self._check(response)
+
+    def _retry_after(self, response: requests.Response, attempt: int) -> float:
+        backoff = min(self.backoff_max_s, self.backoff_factor * 2**attempt)
+        header = response.headers.get("Retry-After", "")
+        try:
+            return min(self.backoff_max_s, max(backoff, float(header)))
+        except ValueError:
+            return backoff
+
+    def _send(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
         url = self.url(path_or_url)
         self.requests_made += 1
+        if self.rate_limit is not None:
+            self.rate_limit.acquire()
         try:
             # verify= on each request: requests lets REQUESTS_CA_BUNDLE override a session's
             # verify=False (psf/requests#3829), which would silently ignore the setting.
@@ -143,6 +188,10 @@ class HttpClient:
             raise IncompleteBodyError(
                 f"{self.source}: the body from {url} was cut off in transfer: {type(exc).__name__}"
             ) from None
+        return response
+
+    def _check(self, response: requests.Response) -> requests.Response:
+        url = response.url
         if response.status_code in (401, 403):
             raise CredentialError(
                 f"{self.source} refused the credentials (HTTP {response.status_code} at {url}): "
