@@ -291,6 +291,69 @@ class AccountingSettings(Section):
     verify_tls: bool = True
 
 
+class AmoCrmSettings(Section):
+    """amoCRM / Kommo API v4 (hub/crm/amocrm.py, docs/crm.md)."""
+
+    base_url: str = Field("", description="https://<subdomain>.amocrm.ru (or .kommo.com)")
+    # Secret: a long-lived token of a private integration (HUB_CRM__AMOCRM__ACCESS_TOKEN), or
+    # leave it empty and connect an OAuth integration with `hub crm connect amocrm`.
+    access_token: str = Field("", repr=False)
+    client_id: str = ""
+    # Secret: HUB_CRM__AMOCRM__CLIENT_SECRET.
+    client_secret: str = Field("", repr=False)
+    redirect_uri: str = ""
+    requests_per_second: float = Field(7.0, gt=0, le=7.0, description="amoCRM allows 7 per integration")
+    timeout_s: float = Field(30.0, gt=0)
+    verify_tls: bool = True
+
+
+class Bitrix24Settings(Section):
+    """Bitrix24 REST (hub/crm/bitrix24.py, docs/crm.md)."""
+
+    # Secret: an inbound webhook URL https://<portal>/rest/<user>/<secret>/ (the URL is the
+    # credential: HUB_CRM__BITRIX24__WEBHOOK_URL), or the portal and an OAuth application.
+    webhook_url: str = Field("", repr=False)
+    portal_url: str = Field("", description="https://<portal>.bitrix24.ru for OAuth")
+    client_id: str = ""
+    # Secret: HUB_CRM__BITRIX24__CLIENT_SECRET.
+    client_secret: str = Field("", repr=False)
+    requests_per_second: float = Field(2.0, gt=0, description="Leaky bucket drain rate (Enterprise: more)")
+    burst: int = Field(50, ge=1, description="Leaky bucket size")
+    timeout_s: float = Field(30.0, gt=0)
+    verify_tls: bool = True
+
+
+class CrmSettings(Section):
+    """The company's CRM: which backend the crm_* tables mirror and how the hub writes into it
+    (hub/crm, docs/crm.md). "sql": no external CRM, the store is the CRM."""
+
+    backend: str = Field("sql", description="sql | amocrm | bitrix24")
+    amocrm: AmoCrmSettings = AmoCrmSettings()
+    bitrix24: Bitrix24Settings = Bitrix24Settings()
+    # Rows the hub had before the backend was connected are pushed only this far back.
+    push_history_days: int = Field(0, ge=0)
+    push_batch_size: int = Field(50, ge=1, le=50, description="Operations per backend batch")
+    push_max_attempts: int = Field(8, ge=1)
+    push_backoff_s: float = Field(30.0, ge=0)
+    push_backoff_max_s: float = Field(3600.0, ge=0)
+    # New leads go to this pipeline and stage; empty: the CRM's first pipeline, its first stage.
+    lead_pipeline: str = ""
+    lead_stage: str = ""
+    lead_tags: list[str] = Field(default_factory=lambda: ["hub"])
+    # A mirror not pulled within this many minutes fails its freshness check.
+    mirror_max_age_minutes: int = Field(30, gt=0)
+    outbox_max_age_minutes: int = Field(15, gt=0, description="An older pending push fails a check")
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        from hub.crm.registry import BACKEND_NAMES
+
+        if value not in BACKEND_NAMES:
+            raise ValueError(f"{value!r} is not a CRM backend; one of: {', '.join(BACKEND_NAMES)}")
+        return value
+
+
 class HubSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HUB_", env_nested_delimiter="__", extra="forbid", validate_default=True
@@ -309,6 +372,7 @@ class HubSettings(BaseSettings):
     ops: OpsSettings = OpsSettings()
     telephony: TelephonySettings = TelephonySettings()
     accounting: AccountingSettings = AccountingSettings()
+    crm: CrmSettings = CrmSettings()
 
     @field_validator("default_region")
     @classmethod

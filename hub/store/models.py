@@ -88,6 +88,8 @@ class Contact(Base):
     name_key: Mapped[str | None] = mapped_column(String(300), index=True)
     company: Mapped[str | None] = mapped_column(String(300))
     company_key: Mapped[str | None] = mapped_column(String(300), index=True)
+    # The company card the contact belongs to in the CRM (mirrored from the CRM backend).
+    company_id: Mapped[int | None] = mapped_column(ForeignKey("crm_companies.id"), index=True)
     phone_e164: Mapped[str | None] = mapped_column(String(32), index=True)
     phone_ext: Mapped[str | None] = mapped_column(String(16))
     email: Mapped[str | None] = mapped_column(String(320), index=True)
@@ -102,6 +104,38 @@ class Contact(Base):
     merged_into_id: Mapped[int | None] = mapped_column(ForeignKey("crm_contacts.id"), index=True)
     created_at: Mapped[datetime] = _created()
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class Company(Base):
+    """A company card of the CRM (amoCRM and Bitrix24 companies): the payer of invoices, whose
+    receivables the hub writes back; its contacts point to it."""
+
+    __tablename__ = "crm_companies"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(200))
+    name: Mapped[str | None] = mapped_column(String(300))
+    tax_id: Mapped[str | None] = mapped_column(String(20), index=True)
+    phone_e164: Mapped[str | None] = mapped_column(String(32))
+    email: Mapped[str | None] = mapped_column(String(320))
+    owner_rep_id: Mapped[int | None] = mapped_column(ForeignKey("crm_reps.id"), index=True)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class PipelineStage(Base):
+    """A pipeline's stages in the CRM's own order (pulled): the funnel orders stages by it."""
+
+    __tablename__ = "crm_pipeline_stages"
+    __table_args__ = (UniqueConstraint("source_system", "source_ref"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    source_system: Mapped[str] = mapped_column(String(50))
+    source_ref: Mapped[str] = mapped_column(String(200))  # "<pipeline id>:<stage id>" in the CRM
+    pipeline: Mapped[str] = mapped_column(String(100))
+    stage: Mapped[str] = mapped_column(String(100))
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(10), default="open")  # open | won | lost
 
 
 class ContactIdentifier(Base):
@@ -476,6 +510,54 @@ class AdCost(Base):
     channel: Mapped[str] = mapped_column(String(100))
     campaign: Mapped[str] = mapped_column(String(200), default="")
     cost: Mapped[Decimal] = mapped_column(Money)
+
+
+class CrmLink(Base):
+    """The id map between hub rows and the CRM's entities (hub/crm). `state` holds what the CRM
+    last showed of the fields both sides may change (responsible, done, the hub's computed
+    fields): the base against which a change is told apart as the CRM's or the hub's."""
+
+    __tablename__ = "hub_crm_links"
+    __table_args__ = (
+        UniqueConstraint("backend", "hub_table", "hub_id", "crm_entity"),
+        # One CRM entity may stand for two hub rows: an amoCRM lead the hub created from a
+        # crm_leads row is also the crm_deals row the funnel reads.
+        UniqueConstraint("backend", "crm_entity", "crm_id", "hub_table"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backend: Mapped[str] = mapped_column(String(30))
+    hub_table: Mapped[str] = mapped_column(String(40))
+    hub_id: Mapped[int] = mapped_column(Integer)
+    crm_entity: Mapped[str] = mapped_column(String(20))
+    crm_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = _created()
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, onupdate=utcnow)
+
+
+class CrmOutbox(Base):
+    """What the hub is to write into the CRM, one row per operation, exactly once: the key makes
+    planning idempotent, `attempts > 0` on a claimed row means an earlier try's outcome is
+    unknown (the backend then looks the entity up by the hub's reference before creating)."""
+
+    __tablename__ = "hub_crm_outbox"
+    __table_args__ = (
+        UniqueConstraint("backend", "idempotency_key"),
+        Index("ix_hub_crm_outbox_due", "backend", "status", "next_attempt_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    backend: Mapped[str] = mapped_column(String(30))
+    idempotency_key: Mapped[str] = mapped_column(String(300))
+    op: Mapped[str] = mapped_column(String(30))
+    # Order of execution: entities first (contacts, leads), then what hangs on them.
+    rank: Mapped[int] = mapped_column(Integer, default=0)
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20), default="pending")  # pending|sending|done|skipped|failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    created_at: Mapped[datetime] = _created()
+    done_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
 
 
 # ---------------------------------------------------------------- analytics (hub/attribution, hub/funnel)

@@ -42,3 +42,33 @@ def test_the_lock_is_reentrant_and_released_with_the_transaction(store_url: str)
     with session_scope(store_url) as session:  # a new transaction gets it at once
         lock_transaction(session, "test-reentrant")
         assert load_cursor(session, "test:reentrant") == {"done": 1}
+
+
+_HOLDER = """
+import sys, time
+from hub.store.locks import exclusive_runner
+with exclusive_runner(sys.argv[1], "test-runner") as held:
+    print("held" if held else "busy", flush=True)
+    time.sleep(120)
+"""
+
+
+def test_an_exclusive_runner_excludes_others_and_is_freed_when_its_holder_dies(store_url: str) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from hub.store.locks import exclusive_runner
+
+    holder = subprocess.Popen([sys.executable, "-c", _HOLDER, store_url], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with exclusive_runner(store_url, "test-runner") as held:
+            assert held is False
+        with exclusive_runner(store_url, "another-name") as held:
+            assert held is True
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait(timeout=30)
+    with exclusive_runner(store_url, "test-runner") as held:
+        assert held is True
