@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dagster import Definitions, load_assets_from_modules
 
-from assets import accounting, analytics, leads, mail, ops, site, telephony
+from assets import accounting, analytics, crm, leads, mail, ops, site, telephony
 from assets.resources import build_resources
 from hub.settings import load_settings
 
-ASSET_MODULES = [site, leads, analytics, telephony, accounting, mail]
+ASSET_MODULES = [crm, site, leads, analytics, telephony, accounting, mail]
 
 settings = load_settings()
 
@@ -26,6 +26,7 @@ defs = Definitions(
         *ops.build_ops_checks(all_assets),
         analytics.deals_move_only_forward,
         *accounting.ACCOUNTING_CHECKS,
+        *crm.CRM_CHECKS,
     ],
     jobs=[hub_main_job, *source_jobs],
     schedules=[*source_schedules],

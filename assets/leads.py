@@ -10,8 +10,9 @@ from hub.identity.resolve import resolve_new_leads
 from hub.leads import link_activities_to_lead_contacts
 from hub.routing.router import route_open_leads
 
-# Every asset that writes rows into crm_leads: resolution runs after each of them.
-LEAD_SOURCE_ASSETS = [AssetKey("site_leads"), AssetKey("calls")]
+# Every asset that writes rows into crm_leads: resolution runs after each of them (the CRM pull
+# too: leads people created in the CRM, and the mirror identity resolution matches against).
+LEAD_SOURCE_ASSETS = [AssetKey("crm_pull"), AssetKey("site_leads"), AssetKey("calls")]
 
 
 @asset(

@@ -19,6 +19,7 @@ COMMAND_MODULES = [
     "hub.cli.identity",
     "hub.cli.accounting",
     "hub.cli.analytics",
+    "hub.cli.crm",
 ]
 
 
