@@ -16,9 +16,11 @@ def register(main: click.Group, inspect: click.Group) -> None:
     main.add_command(crm)
 
 
-@click.group()
+@click.group(
+    help="Sync with the company's CRM (HUB_CRM__BACKEND: " + ", ".join(b.name for b in BACKENDS) + ")."
+)
 def crm() -> None:
-    """The company's CRM: """ + ", ".join(f"{b.name} ({b.title})" for b in BACKENDS) + "."
+    pass
 
 
 def _refused(exc: ConnectorError) -> None:
