@@ -46,5 +46,8 @@ def ingest_metadata(stats: IngestStats, **extra: Any) -> dict[str, Any]:
             [{"reason": r, "count": c} for r, c in stats.quarantine_reasons.most_common()]
         )
     for key, value in {**stats.extra, **extra}.items():
+        if isinstance(value, list):
+            # Warnings and other lists of sentences: one bullet each, shown as text.
+            value = MetadataValue.md("\n".join(f"- {_cell(item)}" for item in value) or "_none_")
         meta[key] = value
     return meta

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from connectors.text import decode_text
+
 INVOICE_COLUMNS = {
     "source_ref": ("source_ref", "id", "invoice_id", "ref", "guid", "ссылка"),
     "number": ("number", "invoice", "invoice_number", "номер", "номер счета", "счет", "nr faktury"),
@@ -34,16 +36,6 @@ PAYMENT_COLUMNS = {
     "invoice_ref": ("invoice_ref", "linked_invoice", "счет на оплату"),
 }
 _DMY = re.compile(r"^(\d{1,2})\.(\d{1,2})\.(\d{4})$")
-
-
-def decode_text(raw: bytes) -> str:
-    # Exports from Russian offices come in UTF-8 (often with BOM) or cp1251.
-    for encoding in ("utf-8-sig", "cp1251"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    return raw.decode("utf-8", errors="replace")
 
 
 def _iso_date(value: Any) -> Any:

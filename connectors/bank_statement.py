@@ -16,6 +16,7 @@ Lines end with CRLF; values may be empty ("ПлательщикКПП="); the pa
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -25,11 +26,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from connectors.errors import PermanentSourceError
+from connectors.text import DecodedText, decode_bytes
 from schemas.accounting import PaymentRecord, normalize_inn
 
 SIGNATURE = "1CClientBankExchange"
 ENCODINGS = {"windows": "cp1251", "dos": "cp866", "utf-8": "utf-8", "utf8": "utf-8"}
 _ENCODING_KEY = "Кодировка="
+# Words every statement contains: the encoding whose reading has them is the file's.
+_MARKERS = ("СекцияДокумент", "КонецДокумента")
 _REFUND_WORDS = re.compile(r"возврат|refund|zwrot", re.IGNORECASE)
 _INN_IN_NAME = re.compile(r"^\s*ИНН\s*(\d{10}|\d{12})\s*", re.IGNORECASE)
 
@@ -60,6 +64,10 @@ class Statement:
     accounts: list[dict[str, str]] = field(default_factory=list)
     documents: list[StatementDocument] = field(default_factory=list)
     malformed: list[MalformedSection] = field(default_factory=list)
+    # How the encoding was decided when the file's own claim was not taken as it stands.
+    encoding_note: str = ""
+    # False when the file ends without `КонецФайла` (cut short by a transfer or a full disk).
+    complete: bool = True
 
     def our_accounts(self) -> set[str]:
         """The accounts this statement was exported for (header and balance sections)."""
@@ -67,46 +75,57 @@ class Statement:
         found.update(section.get("РасчСчет", "") for section in self.accounts)
         return {a for a in found if a}
 
+    def warnings(self) -> list[str]:
+        """What a person should know about the file as a whole (run metadata, inspect output)."""
+        out = []
+        if not self.complete:
+            out.append(
+                f"the file ends without КонецФайла: it may be cut short; {len(self.documents)} "
+                "document(s) read up to its end, ask the bank client for the complete export"
+            )
+        if self.encoding_note:
+            out.append(f"encoding: {self.encoding_note}")
+        return out
 
-def detect_encoding(raw: bytes) -> str:
-    """The Python codec named by the file's `Кодировка=` line; the line is itself in that
-    encoding, so each candidate is tried until the key reads back."""
-    if raw.startswith(b"\xef\xbb\xbf"):
-        return "utf-8-sig"
+
+def declared_encoding(raw: bytes) -> str | None:
+    """The value of the file's `Кодировка=` line (None without one). The key is Cyrillic, so each
+    encoding is tried until it reads back; a file cut right after the key is refused."""
     head = raw[:8192]
-    for codec in ("cp1251", "cp866", "utf-8"):
+    for codec in ("utf-8", "cp1251", "cp866"):
         text = head.decode(codec, errors="replace")
         position = text.find(_ENCODING_KEY)
         if position >= 0:
-            # A file cut right after the key has nothing after it: no line to read.
-            rest = text[position + len(_ENCODING_KEY) :].splitlines()
-            value = rest[0].strip().lower() if rest else ""
-            if not value:
+            rest = text[position + len(_ENCODING_KEY) :]
+            value = rest.splitlines()[0].strip() if rest.strip() else ""
+            if not value and not rest.strip():
                 raise PermanentSourceError(
-                    "Кодировка= has no value (the file may be cut short): not a complete "
-                    "1CClientBankExchange file"
+                    "Кодировка= has no value and nothing follows it (the file is cut short): "
+                    "not a complete 1CClientBankExchange file"
                 )
-            if value not in ENCODINGS:
-                raise PermanentSourceError(
-                    f"Кодировка={value!r} is not Windows or DOS: the file is not a 1CClientBankExchange file"
-                )
-            return ENCODINGS[value]
-    # The key is optional in practice; Windows is what 1C writes by default.
-    return "cp1251"
+            return value
+    return None
+
+
+def detect_encoding(raw: bytes) -> DecodedText:
+    """The file's text, decided by content (connectors/text.py): UTF-8 when it is UTF-8 whatever
+    `Кодировка=` says, else the declared Windows (cp1251) or DOS (cp866) code page, checked
+    against the words every statement contains."""
+    declared = declared_encoding(raw)
+    return decode_bytes(raw, declared or "Windows", markers=_MARKERS, repair_lines=True)
 
 
 def parse_statement(raw: bytes) -> Statement:
     """Read the whole file. A file that is not a 1CClientBankExchange file raises
     PermanentSourceError; a broken section is reported in `malformed` and skipped."""
-    encoding = detect_encoding(raw)
-    text = raw.decode(encoding, errors="replace")
-    lines = text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    decoded = detect_encoding(raw)
+    lines = decoded.text.replace("\r\n", "\n").replace("\r", "\n").split("\n")
     if not lines or lines[0].strip().lstrip("\ufeff") != SIGNATURE:
         first = lines[0][:60] if lines else ""
         raise PermanentSourceError(
             f"the file does not start with {SIGNATURE!r} (found {first!r}): not a 1C bank statement"
         )
-    statement = Statement(encoding=encoding, header={})
+    statement = Statement(encoding=decoded.encoding, header={}, encoding_note=decoded.note, complete=False)
     section: list[str] | None = None
     section_kind = ""
     section_start = 0
@@ -131,7 +150,12 @@ def parse_statement(raw: bytes) -> Statement:
             if section is not None:
                 close(number, f"section opened at line {section_start} is not closed before line {number}")
             section, section_start, fields, bad = [line], number, {}, None
-            section_kind = value.strip() if key == "СекцияДокумент" else "account"
+            # Files with one kind of document may name it once, in the header's `Документ=`.
+            section_kind = (
+                (value.strip() or statement.header.get("Документ", ""))
+                if key == "СекцияДокумент"
+                else "account"
+            )
             if key == "СекцияДокумент" and not section_kind:
                 bad = f"line {number}: СекцияДокумент names no document kind"
             continue
@@ -152,6 +176,7 @@ def parse_statement(raw: bytes) -> Statement:
             section = None
             continue
         if key == "КонецФайла":
+            statement.complete = True
             break
         if section is None:
             if has_value:
@@ -198,18 +223,36 @@ def _name(fields: dict[str, str], side: str) -> tuple[str | None, str | None]:
     return (name.strip() or None), inn
 
 
+def _accounts(fields: dict[str, str]) -> tuple[str, str]:
+    payer = fields.get("ПлательщикСчет") or fields.get("ПлательщикРасчСчет") or ""
+    payee = fields.get("ПолучательСчет") or fields.get("ПолучательРасчСчет") or ""
+    return payer, payee
+
+
+def document_direction(document: StatementDocument, our_accounts: Iterable[str]) -> str:
+    """ "incoming" (money into one of our accounts), "outgoing" (out of one), or "other" (a
+    transfer between our own accounts, or a document naming none of them)."""
+    ours = set(our_accounts)
+    payer, payee = _accounts(document.fields)
+    if payee in ours and payer not in ours:
+        return "incoming"
+    if payer in ours and payee not in ours:
+        return "outgoing"
+    return "other"
+
+
 def payment_from_document(document: StatementDocument, our_accounts: Iterable[str]) -> dict[str, Any] | None:
     """The payment record (not yet validated) a document carries for us: money in to one of our
     accounts, or a refund paid out of one; None for any other document (e.g. paying a supplier)."""
     ours = set(our_accounts)
     fields = document.fields
-    payer_account = fields.get("ПлательщикСчет") or fields.get("ПлательщикРасчСчет") or ""
-    payee_account = fields.get("ПолучательСчет") or fields.get("ПолучательРасчСчет") or ""
+    payer_account, payee_account = _accounts(fields)
     purpose = _purpose(fields)
-    if payee_account in ours and payer_account not in ours:
+    direction = document_direction(document, ours)
+    if direction == "incoming":
         side, sign, counter_account = "Плательщик", "", payer_account
         paid_on = fields.get("ДатаПоступило") or fields.get("Дата")
-    elif payer_account in ours and payee_account not in ours and purpose and _REFUND_WORDS.search(purpose):
+    elif direction == "outgoing" and purpose and _REFUND_WORDS.search(purpose):
         side, sign, counter_account = "Получатель", "-", payee_account
         paid_on = fields.get("ДатаСписано") or fields.get("Дата")
     else:
@@ -234,12 +277,14 @@ def payment_from_document(document: StatementDocument, our_accounts: Iterable[st
 
 @dataclass
 class StatementPayment:
-    """A payment document of the statement: its record, or why it cannot be one."""
+    """A payment document of the statement: its record, or why it cannot be one, and what a person
+    should know about it (an ИНН failing its checksum is kept out of matching, not dropped unsaid)."""
 
     line: int
     raw: str
     record: PaymentRecord | None
     error: Exception | None
+    warnings: list[str] = field(default_factory=list)
 
 
 def statement_payments(statement: Statement, our_accounts: Iterable[str] = ()) -> Iterator[StatementPayment]:
@@ -254,9 +299,37 @@ def statement_payments(statement: Statement, our_accounts: Iterable[str] = ()) -
                 continue
             if not draft.get("document_number"):
                 raise ValueError("the document has no Номер")
-            yield StatementPayment(document.line, document.raw, PaymentRecord.model_validate(draft), None)
+            record = PaymentRecord.model_validate(draft)
         except (ValidationError, ValueError) as exc:
             yield StatementPayment(document.line, document.raw, None, exc)
+            continue
+        warnings = []
+        raw_inn = str(draft.get("payer_tax_id") or "").strip()
+        if raw_inn and record.payer_tax_id is None:
+            warnings.append(
+                f"line {document.line}: ИНН {raw_inn!r} fails its checksum (a typo in the bank "
+                "client?): the payment is kept and matched as one without an ИНН"
+            )
+        yield StatementPayment(document.line, document.raw, record, None, warnings)
+
+
+def statement_summary(statement: Statement, our_accounts: Iterable[str] = ()) -> dict[str, Any]:
+    """Counts a person checks a file by: documents, incoming, outgoing, other, malformed sections,
+    and the encoding it was read in (with why, when that is not what the file declares)."""
+    accounts = set(our_accounts) or statement.our_accounts()
+    directions = Counter(document_direction(d, accounts) for d in statement.documents)
+    summary: dict[str, Any] = {
+        "documents": len(statement.documents),
+        "incoming": directions["incoming"],
+        "outgoing": directions["outgoing"],
+        "other": directions["other"],
+        "malformed": len(statement.malformed),
+        "encoding": statement.encoding,
+        "complete": statement.complete,
+    }
+    if statement.encoding_note:
+        summary["encoding_note"] = statement.encoding_note
+    return summary
 
 
 def render_statement(

@@ -15,7 +15,7 @@ import click
 from pydantic import ValidationError
 
 from connectors.accounting_csv import read_invoices_csv, read_payments_csv
-from connectors.bank_statement import SIGNATURE, parse_statement, statement_payments
+from connectors.bank_statement import SIGNATURE, parse_statement, statement_payments, statement_summary
 from connectors.errors import PermanentSourceError
 from hub.receivables.ledger import to_kopecks
 from hub.receivables.matching import InvoiceItem, MatchOptions, PaymentItem, match
@@ -172,7 +172,12 @@ def read_payment_file(path: Path, our_accounts: Iterable[str]) -> tuple[list[Pay
     if raw.lstrip(b"\xef\xbb\xbf").startswith(SIGNATURE.encode()):
         statement = parse_statement(raw)
         problems += [f"line {m.line}: {m.reason}" for m in statement.malformed]
+        # Not skipped, but a person should know: a file cut short, an ИНН failing its checksum.
+        for warning in statement.warnings():
+            click.echo(f"warning: {path.name}: {warning}", err=True)
         for item in statement_payments(statement, our_accounts):
+            for warning in item.warnings:
+                click.echo(f"warning: {path.name} {warning}", err=True)
             if item.record is None:
                 problems.append(f"line {item.line}: {describe_error(item.error or 'invalid')}")
             else:
@@ -338,18 +343,36 @@ def match_files(
 @click.argument("statement_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--account", "accounts", multiple=True, help="Our account (default: the statement's own).")
 def inspect_statement(statement_file: Path, accounts: tuple[str, ...]) -> None:
-    """Print the payments parsed from a 1CClientBankExchange file as JSON lines, and why a section or
-    document would be quarantined."""
+    """Print the payments parsed from a 1CClientBankExchange file as JSON lines (with what the
+    matching will use: the payer's valid ИНН, name and the invoices the purpose names), why a section
+    or document would be quarantined, and a last summary line: documents, incoming, outgoing, other,
+    malformed, the encoding the file was read in, and warnings (a file cut short, an ИНН failing its
+    checksum)."""
+    from hub.receivables.purpose import invoice_references
+
     try:
         statement = parse_statement(statement_file.read_bytes())
     except PermanentSourceError as exc:
         raise click.ClickException(str(exc)) from None
+    ours = accounts or load_settings().accounting.our_accounts
+    warnings = statement.warnings()
     for section in statement.malformed:
         click.echo(json.dumps({"line": section.line, "quarantine": section.reason}, ensure_ascii=False))
-    for item in statement_payments(statement, accounts or load_settings().accounting.our_accounts):
+    for item in statement_payments(statement, ours):
+        warnings += item.warnings
         if item.record is None:
             out: dict[str, Any] = {"line": item.line, "quarantine": describe_error(item.error or "invalid")}
         else:
-            out = {"line": item.line, **item.record.model_dump(exclude_none=True, exclude_defaults=True)}
+            record = item.record
+            out = {"line": item.line, **record.model_dump(exclude_none=True, exclude_defaults=True)}
+            out["match_on"] = {
+                "payer_inn": record.payer_tax_id,
+                "payer_name": record.payer_name,
+                "invoices": [ref.number for ref in invoice_references(record.purpose)],
+            }
+            if item.warnings:
+                out["warnings"] = item.warnings
         click.echo(json.dumps(out, ensure_ascii=False, default=str))
+    summary = {"file": str(statement_file), **statement_summary(statement, ours)}
+    click.echo(json.dumps({"summary": summary, "warnings": warnings}, ensure_ascii=False, default=str))
     sys.stdout.flush()

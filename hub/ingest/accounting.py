@@ -328,8 +328,13 @@ def sync_statement_file(database_url: str, path: Path, our_accounts: Iterable[st
                 source_ref=f"{path.name}:{section.line}",
             )
             stats.note_quarantined("malformed section")
+        for warning in statement.warnings():
+            stats.warn(f"{path.name}: {warning}")
+        stats.extra["encoding"] = statement.encoding
         records: list[PaymentRecord] = []
         for item in statement_payments(statement, our_accounts):
+            for warning in item.warnings:
+                stats.warn(f"{path.name} {warning}")
             if item.record is None:
                 stats.rows_in += 1
                 reason = f"{path.name} line {item.line}: {describe_error(item.error or 'unknown error')}"

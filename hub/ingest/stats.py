@@ -18,6 +18,7 @@ class IngestStats:
     extra: dict[str, Any] = field(default_factory=dict)
 
     PREVIEW_ROWS = 10
+    MAX_WARNINGS = 50
 
     def add_preview(self, row: dict[str, Any]) -> None:
         if len(self.preview) < self.PREVIEW_ROWS:
@@ -37,8 +38,20 @@ class IngestStats:
         for row in other.preview:
             self.add_preview(row)
         for key, value in other.extra.items():
-            self.extra[key] = self.extra.get(key, 0) + value if isinstance(value, int) else value
+            if isinstance(value, list):
+                self.extra[key] = [*self.extra.get(key, []), *value][: self.MAX_WARNINGS]
+            elif isinstance(value, int):
+                self.extra[key] = self.extra.get(key, 0) + value
+            else:
+                self.extra[key] = value
         return self
+
+    def warn(self, message: str) -> None:
+        """Something a person should know about the run that quarantined nothing (a file cut short,
+        an ИНН failing its checksum): listed under "warnings" in the metadata and CLI summary."""
+        warnings = self.extra.setdefault("warnings", [])
+        if len(warnings) < self.MAX_WARNINGS:
+            warnings.append(message)
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -1,8 +1,10 @@
 """Allocation of payments to invoices, most certain evidence first and never invented: the
 accounting system's explicit link, the invoice number named in the purpose (scoped to the payer's
-ИНН), ИНН + exact open amount, FIFO by due date where the company enables it. What is left over
-of an identified payment is the client's credit; an unidentified payment waits in the unmatched
-queue with suggested candidates. Amounts are integer kopecks here, so sums are exact and fast."""
+ИНН), ИНН + exact open amount, for payers without an ИНН (private persons) the invoice named in
+the purpose for exactly its amount with the payer's name checked against the customer's, FIFO by
+due date where the company enables it. What is left over of an identified payment is the client's
+credit; an unidentified payment waits in the unmatched queue with suggested candidates and the
+reason. Amounts are integer kopecks here, so sums are exact and fast."""
 
 from __future__ import annotations
 
@@ -15,16 +17,24 @@ from typing import Any
 
 from rapidfuzz import fuzz
 
-from hub.receivables.purpose import InvoiceReference, invoice_references, number_key
+from hub.identity.normalize import company_key
+from hub.receivables.purpose import (
+    InvoiceReference,
+    invoice_references,
+    number_key,
+    number_series,
+    same_series,
+)
 
 EXPLICIT = "explicit_link"
 PURPOSE = "purpose_number"
 TAX_ID_AMOUNT = "tax_id_amount"
+NAMED_AMOUNT = "invoice_amount_name"
 FIFO = "fifo"
 CREDIT = "credit"
 REFUND = "refund"
 MANUAL = "manual"
-METHODS = (MANUAL, EXPLICIT, PURPOSE, TAX_ID_AMOUNT, FIFO, CREDIT, REFUND)
+METHODS = (MANUAL, EXPLICIT, PURPOSE, TAX_ID_AMOUNT, NAMED_AMOUNT, FIFO, CREDIT, REFUND)
 
 # How sure each method is; a purpose match whose date disagrees with the invoice is less sure.
 CONFIDENCE = {
@@ -32,12 +42,18 @@ CONFIDENCE = {
     EXPLICIT: 1.0,
     PURPOSE: 0.95,
     TAX_ID_AMOUNT: 0.9,
+    # Below every ИНН-scoped rule: without an ИНН, the purpose, the amount and the name are all there is.
+    NAMED_AMOUNT: 0.8,
     FIFO: 0.6,
     CREDIT: 1.0,
     REFUND: 0.9,
 }
 PURPOSE_NO_DATE = 0.85
 PURPOSE_DATE_DIFFERS = 0.75
+# An ИНН-less payment naming its invoice for exactly its amount, with no name to compare on one side.
+NAMED_AMOUNT_NO_NAME = 0.7
+# Names this similar (0..100, rapidfuzz token set ratio of the folded names) are one client.
+NAME_AGREES = 88
 MAX_CANDIDATES = 5
 
 
@@ -53,9 +69,11 @@ class InvoiceItem:
     name: str | None = None
     number_key: str = ""
     open: int = 0
+    series: str = ""
 
     def __post_init__(self) -> None:
         self.number_key = self.number_key or number_key(self.number)
+        self.series = number_series(self.number)
         self.open = self.amount
 
 
@@ -142,6 +160,8 @@ class _Matcher:
         self.identified: set[Hashable] = set()
         self.credit: dict[str, int] = defaultdict(int)
         self.by_open_amount: dict[int, list[InvoiceItem]] | None = None
+        # Why a rule that could have placed a payment refused to: shown in the unmatched queue.
+        self.refusals: dict[Hashable, str] = {}
 
     def allocate(
         self,
@@ -228,7 +248,11 @@ class _Matcher:
     def _invoice_named(
         self, tax_id: str, reference: InvoiceReference
     ) -> tuple[InvoiceItem | None, float, str]:
-        own = [inv for inv in self.by_number.get(reference.number_key, ()) if inv.tax_id == tax_id]
+        own = [
+            inv
+            for inv in self.by_number.get(reference.number_key, ())
+            if inv.tax_id == tax_id and same_series(reference.series, inv.series)
+        ]
         if not own:
             return None, 0.0, ""
         if reference.issued_on is not None:
@@ -266,6 +290,67 @@ class _Matcher:
                     CONFIDENCE[TAX_ID_AMOUNT],
                     f"only open invoice of payer ИНН {payment.tax_id} for exactly this amount",
                 )
+
+    def named_amount(self) -> None:
+        """Payers without a valid ИНН (private persons, most often): the invoices the purpose names,
+        open for exactly the payment's amount together, each one alone with its number (and date,
+        when given), issued to a person (no ИНН, or a 12-digit one); the payer's name, when both
+        sides have one, must be the customer's."""
+        for payment in self.order:
+            if payment.tax_id or payment.amount <= 0 or payment.remaining != payment.amount:
+                continue
+            references = self.references(payment)
+            if not references:
+                continue
+            named: list[InvoiceItem] = []
+            for reference in references:
+                invoice = self._only_open_named(reference)
+                if invoice is None:
+                    named = []
+                    break
+                named.append(invoice)
+            if not named or sum(inv.open for inv in named) != payment.remaining:
+                continue
+            company = next((inv for inv in named if inv.tax_id and len(inv.tax_id) == 10), None)
+            if company is not None:
+                # Companies pay with their ИНН; money without one for a company's invoice is odd.
+                self.refusals[payment.key] = (
+                    f"purpose names invoice {company.number} of a company (ИНН {company.tax_id}) for exactly "
+                    "this amount, but the payer has no valid ИНН: a person decides"
+                )
+                continue
+            verdicts = [names_agree(payment.name, inv.name) for inv in named]
+            if False in verdicts:
+                invoice = named[verdicts.index(False)]
+                self.refusals[payment.key] = (
+                    f"purpose names invoice {invoice.number} for exactly this amount, but the payer "
+                    f"{payment.name!r} is not its customer {invoice.name!r}: a person decides"
+                )
+                continue
+            compared = all(verdicts)
+            confidence = CONFIDENCE[NAMED_AMOUNT] if compared else NAMED_AMOUNT_NO_NAME
+            why = "payer name matches the customer" if compared else "no name on one side to compare"
+            for invoice in named:
+                self.allocate(
+                    payment,
+                    invoice,
+                    invoice.open,
+                    NAMED_AMOUNT,
+                    confidence,
+                    f"payer without ИНН; purpose names invoice {invoice.number}, exact amount; {why}",
+                )
+
+    def _only_open_named(self, reference: InvoiceReference) -> InvoiceItem | None:
+        """The one open invoice a reference can mean across all customers, or None."""
+        found = [
+            inv
+            for inv in self.by_number.get(reference.number_key, ())
+            if inv.open > 0 and same_series(reference.series, inv.series)
+        ]
+        if reference.issued_on is not None:
+            dated = [inv for inv in found if inv.issued_on == reference.issued_on]
+            found = dated or found
+        return found[0] if len(found) == 1 else None
 
     def fifo(self) -> None:
         for payment in self.order:
@@ -358,7 +443,10 @@ class _Matcher:
 
         references = self.references(payment)
         for reference in references:
-            for invoice in self.by_number.get(reference.number_key, ())[:MAX_CANDIDATES]:
+            same_number = self.by_number.get(reference.number_key, ())
+            for invoice in [i for i in same_number if same_series(reference.series, i.series)][
+                :MAX_CANDIDATES
+            ]:
                 same_payer = bool(payment.tax_id) and invoice.tax_id == payment.tax_id
                 suggest(
                     invoice,
@@ -397,8 +485,15 @@ class _Matcher:
     def reason(self, payment: PaymentItem, references: list[InvoiceReference]) -> str:
         if payment.amount < 0:
             return "refund with no credit or paid invoice of this client to charge it to"
+        if payment.key in self.refusals:
+            return self.refusals[payment.key]
         if not payment.tax_id:
-            return "payer's ИНН is missing or invalid: invoices cannot be attributed to the payer"
+            if references:
+                return (
+                    f"payer has no valid ИНН and the purpose's invoice {references[0].number} is not one open "
+                    "invoice for exactly this amount"
+                )
+            return "payer's ИНН is missing or invalid and the purpose names no invoice"
         open_count = sum(1 for inv in self.by_tax.get(payment.tax_id, ()) if inv.open > 0)
         if references:
             return f"purpose names invoice {references[0].number}, which is not an open invoice of ИНН {payment.tax_id}"
@@ -408,6 +503,32 @@ class _Matcher:
             f"ИНН {payment.tax_id} has {open_count} open invoice(s), none named in the purpose or open for "
             "exactly this amount (FIFO is off)"
         )
+
+
+def names_agree(payer: str | None, customer: str | None) -> bool | None:
+    """Whether a payer's name is the invoice customer's: None when either is missing; legal forms,
+    quotes, case, Cyrillic/Latin spelling and word order do not count, initials stand for words
+    ("ИВАНОВ ИВАН ИВАНОВИЧ" is "ИП Иванов И.И."), small typos pass."""
+    a, b = company_key(payer), company_key(customer)
+    if not a or not b:
+        return None
+    if a == b:
+        return True
+    words_a, words_b = a.split(), b.split()
+    full_a = {w for w in words_a if len(w) > 1}
+    full_b = {w for w in words_b if len(w) > 1}
+    shorter, longer = (full_a, full_b) if len(full_a) <= len(full_b) else (full_b, full_a)
+    if shorter and all(any(fuzz.ratio(w, x) >= NAME_AGREES for x in longer) for w in shorter):
+        initials_a = [w for w in words_a if len(w) == 1]
+        initials_b = [w for w in words_b if len(w) == 1]
+        # Every initial must stand for a word of the other name that the full words leave over.
+        left_b = [w for w in words_b if len(w) > 1 and w not in full_a]
+        left_a = [w for w in words_a if len(w) > 1 and w not in full_b]
+        if all(any(w.startswith(i) for w in left_b) for i in initials_a) and all(
+            any(w.startswith(i) for w in left_a) for i in initials_b
+        ):
+            return True
+    return fuzz.token_set_ratio(a, b) >= NAME_AGREES and len(full_a & full_b) > 0
 
 
 def match(
@@ -428,6 +549,7 @@ def match(
         matcher.explicit_links()
         matcher.purpose_numbers()
         matcher.tax_id_amount()
+        matcher.named_amount()
         if options.fifo:
             matcher.fifo()
         unmatched = matcher.credits_and_refunds()

@@ -1,6 +1,6 @@
 """Invoice numbers (and dates) named in a payment's purpose, in the spellings payers really use:
 "Оплата по счету № 128 от 05.03.2024", "по сч. 128", "счет N128", "сч.№ 0000-000128",
-"oplata faktury FV/2024/03/128", "по счетам №№ 128, 129"."""
+"oplata faktury FV/2024/03/128", "по счетам №№ 128, 129", "по счету № ХИМ-ММР286"."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ _INVOICE_WORD = (
     r"|сч(?:\.|\b)(?!\s*-?\s*ф)"
     r"|invoices?|inv\.?|faktur[aęyi]?|rachunk[ua]|rechnung)(?![\w-]))"
 )
-_NUMBER = r"(?:[A-Za-zА-Яа-я]{1,5}[-/])?\d(?:[\d/\-]*\d)?"
+# A number may carry a series of letters, with or without hyphens: "АБ-128", "ХИМ-ММР286", "INV-000021".
+_NUMBER = r"(?:[A-Za-zА-ЯЁа-яё]{1,6}[-/]?){0,3}\d(?:[\d/\-]*\d)?"
 _MARK = r"(?:№+|N(?=\s*\d)|#|No\.?|Nr\.?|номер)"
 _DATE = r"(?P<day>\d{1,2})[./](?P<month>\d{1,2})[./](?P<year>\d{4}|\d{2})"
 _DATED = rf"\s*(?:г\.)?\s*(?:от|from|z\s+dnia|z|dd\.?|vom)\s*(?P<date>{_DATE})"
@@ -32,6 +33,9 @@ _DATED_CONTINUATION = re.compile(
 _NUMBER_RE = re.compile(_NUMBER)
 _DIGIT_GROUPS = re.compile(r"\d+")
 _YEAR = re.compile(r"^20\d\d$")
+_LETTERS = re.compile(r"[A-Za-zА-ЯЁа-яё]+")
+# Latin letters that look like Cyrillic ones: "XИМ" typed with a Latin X is the same series.
+_LOOKALIKES = str.maketrans("ABCEHKMOPTXY", "АВСЕНКМОРТХУ")
 
 
 @dataclass(frozen=True)
@@ -41,6 +45,7 @@ class InvoiceReference:
     number_key: str
     number: str
     issued_on: date | None
+    series: str = ""
 
 
 def number_key(number: str) -> str:
@@ -58,6 +63,19 @@ def number_key(number: str) -> str:
     if len(groups) > 1 and _YEAR.match(last) and not years_before:
         last = next((g for g in reversed(groups[:-1]) if not _YEAR.match(g)), last)
     return last.lstrip("0") or "0"
+
+
+def number_series(number: str) -> str:
+    """The letters of an invoice number ("ХИМ-ММР286" -> "ХИММР"), uppercased and with Latin
+    lookalikes read as Cyrillic; "" for a number of digits only. Two numbers whose series are both
+    given and differ are different invoices, whatever their digits."""
+    if number.isdigit():
+        return ""
+    return "".join(_LETTERS.findall(number)).upper().translate(_LOOKALIKES)
+
+
+def same_series(a: str, b: str) -> bool:
+    return not a or not b or a == b
 
 
 def _date(day: str, month: str, year: str) -> date | None:
@@ -87,6 +105,10 @@ def invoice_references(purpose: str | None) -> list[InvoiceReference]:
                     continue
                 seen.add(key)
                 # A date written after a list belongs to the number only when there is one.
-                found.append(InvoiceReference(key, number, issued if len(numbers) == 1 else None))
+                found.append(
+                    InvoiceReference(
+                        key, number, issued if len(numbers) == 1 else None, number_series(number)
+                    )
+                )
             match = _DATED_CONTINUATION.match(purpose, match.end()) if issued else None
     return found

@@ -265,3 +265,91 @@ def test_text_without_an_invoice_word_names_no_invoice(purpose: str) -> None:
 def test_every_spelling_gives_the_same_number_key(number: int, spelling: str) -> None:
     [reference] = invoice_references(spelling.format(n=number))
     assert reference.number_key == str(number)
+
+
+# ---------------------------------------------------------------- payers without an ИНН
+
+
+def _person_invoice(key: int, number: str, amount: int, name: str | None, **kw: object) -> object:
+    inv = invoice(key, number, amount, tax_id=None, **kw)  # type: ignore[arg-type]
+    inv.name = name
+    return inv
+
+
+def test_private_payer_is_matched_by_the_invoice_named_for_exactly_its_amount() -> None:
+    invoices = [
+        _person_invoice(1, "ХИМ-ММР286", 1_240_000, "Смирнова А.С."),
+        _person_invoice(2, "ХИМ-ММР287", 800_000, "Смирнова А.С."),
+    ]
+    pays = [
+        payment(
+            "named", 1_240_000, "Оплата по счету № ХИМ-ММР286", tax_id=None, name="СМИРНОВА АННА СЕРГЕЕВНА"
+        ),
+        payment("no name", 800_000, "по сч. ХИМ-ММР287", tax_id=None, name=None),
+    ]
+    result = match(invoices, pays)
+    by_payment = {a.payment_key: a for a in result.allocations}
+    assert (by_payment["named"].invoice_key, by_payment["named"].method) == (1, "invoice_amount_name")
+    assert by_payment["named"].confidence == 0.8
+    assert by_payment["no name"].invoice_key == 2 and by_payment["no name"].confidence == 0.7
+    assert result.unmatched == []
+
+
+def test_private_payer_whose_name_contradicts_the_customer_waits_with_the_reason() -> None:
+    inv = _person_invoice(1, "ХИМ-ММР286", 500_000, "Белова Ольга")
+    result = match([inv], [payment("p", 500_000, "по счету № ХИМ-ММР286", tax_id=None, name="Кузнецов Олег")])
+    assert result.allocations == []
+    [queued] = result.unmatched
+    assert "is not its customer" in queued.reason and "Белова Ольга" in queued.reason
+    assert queued.candidates[0]["invoice_key"] == 1  # shown to the person who decides
+
+
+@pytest.mark.parametrize(
+    ("purpose", "amount"),
+    [
+        ("Оплата по счету № 286", 400_000),  # not the exact amount
+        ("Оплата по счету № АБВ-286", 500_000),  # another series with the same digits
+        ("перевод", 500_000),  # names no invoice
+    ],
+)
+def test_private_payer_is_never_matched_on_weaker_evidence(purpose: str, amount: int) -> None:
+    inv = _person_invoice(1, "ХИМ-286", 500_000, "Смирнова Анна")
+    result = match([inv], [payment("p", amount, purpose, tax_id=None, name="Смирнова Анна")])
+    assert result.allocations == [] and len(result.unmatched) == 1
+
+
+def test_private_payer_for_two_named_invoices_and_a_number_two_customers_share() -> None:
+    invoices = [
+        _person_invoice(1, "101", 30_000, "Орлов Иван"),
+        _person_invoice(2, "102", 20_000, "Орлов Иван"),
+        _person_invoice(3, "7", 10_000, "Орлов Иван"),
+        _person_invoice(4, "7", 10_000, "Лисина Мария"),
+    ]
+    pays = [
+        payment("both", 50_000, "по счетам № 101, 102", tax_id=None, name="Орлов Иван Петрович"),
+        payment("ambiguous", 10_000, "по счету 7", tax_id=None, name="Орлов Иван Петрович"),
+    ]
+    result = match(invoices, pays)
+    assert sorted((a.payment_key, a.invoice_key) for a in result.allocations) == [("both", 1), ("both", 2)]
+    assert [u.payment_key for u in result.unmatched] == ["ambiguous"]
+
+
+def test_a_company_invoice_is_not_settled_by_money_without_an_inn() -> None:
+    company = invoice(1, "55", 70_000)  # a company's invoice (10-digit ИНН)
+    result = match([company], [payment("p", 70_000, "по счету 55", tax_id=None, name='ООО "Ромашка"')])
+    assert result.allocations == []
+    assert "of a company" in result.unmatched[0].reason
+
+
+def test_inn_scoped_rules_come_first() -> None:
+    person = _person_invoice(1, "56", 70_000, "Орлов Иван")
+    person.tax_id = "500100732259"  # a person's 12-digit ИНН
+    pays = [
+        payment("no inn", 70_000, "по счету 56", tax_id=None, name="Орлов И.", paid=date(2024, 3, 1)),
+        payment(
+            "inn", 70_000, "по счету 56", tax_id="500100732259", name="Орлов Иван", paid=date(2024, 3, 9)
+        ),
+    ]
+    result = match([person], pays)
+    assert [(a.payment_key, a.method) for a in result.allocations] == [("inn", PURPOSE)]
+    assert [u.payment_key for u in result.unmatched] == ["no inn"]
