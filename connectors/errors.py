@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import ValidationError
+
 
 class ConnectorError(RuntimeError):
     """A source could not be read."""
@@ -21,3 +23,15 @@ class TransientSourceError(ConnectorError):
 
 class IncompleteBodyError(TransientSourceError):
     """The connection broke while the answer's body was read: fetching it again may succeed."""
+
+
+def describe_error(error: Exception | str) -> str:
+    """A one-line reason a person can act on; pydantic errors name each field. (The quarantine
+    stores it; connectors use it to add a hint to a record's reason.)"""
+    if isinstance(error, ValidationError):
+        parts = []
+        for err in error.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "record"
+            parts.append(f"{field}: {err['msg']}")
+        return "; ".join(parts)
+    return str(error)

@@ -129,6 +129,7 @@ def merge_legs(legs: list[Call]) -> Call:
             "recording_url": best.recording_url
             or next((c.recording_url for c in legs if c.recording_url), None),
             "legs": sum(c.legs for c in legs),
+            "leg_refs": list(dict.fromkeys(ref for c in legs for ref in c.leg_refs)),
         }
     )
 

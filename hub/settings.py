@@ -15,6 +15,7 @@ from pydantic_settings import (
     YamlConfigSettingsSource,
 )
 
+from connectors.asterisk_cdr import DEFAULT_INBOUND_CONTEXTS, DEFAULT_PBX_APPS, DEFAULT_TRUNK_PEERS
 from hub.channels import ChannelRules
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
@@ -245,6 +246,23 @@ class AsteriskSettings(Section):
     file_glob: str = "*.csv"
     timezone: str = Field("", description="The PBX's local time zone; empty: the hub's timezone")
     recording_base_url: str = Field("", description="Prefix of recordings named in the userfield")
+    cdr_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns of a cdr_custom mapping in order (e.g. clid, src, dst, ...); empty: the "
+        "stock cdr_csv / cdr_custom layouts are told from the rows",
+    )
+    inbound_contexts: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_INBOUND_CONTEXTS),
+        description="Dialplan contexts (glob patterns) calls from the outside world enter",
+    )
+    trunk_peers: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_TRUNK_PEERS),
+        description="Peer names (glob patterns) of trunks: a call from one is inbound, to one outbound",
+    )
+    pbx_apps: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_PBX_APPS),
+        description="Applications with which the PBX answers itself: a caller who heard only them is missed",
+    )
 
 
 class TelephonySettings(Section):

@@ -35,6 +35,9 @@ class Call(BaseModel):
     # The number the client dialled on an inbound call (a tracking number carries a channel).
     dialled_number: str | None = Field(None, max_length=64)
     legs: int = Field(1, ge=1)
+    # The provider's ids of the legs merged into this call (Asterisk "uniqueid:sequence"), so that a
+    # leg read again in a later batch or file updates the call instead of counting twice.
+    leg_refs: list[str] = Field(default_factory=list)
 
     @field_validator("started_at")
     @classmethod
@@ -119,7 +122,8 @@ class ZadarmaCall(BaseModel):
 
 
 class CdrRow(BaseModel):
-    """One row of Asterisk's cdr_csv `Master.csv` (no header; the last two fields optional)."""
+    """One Asterisk CDR row, whichever layout wrote it (connectors/asterisk_cdr.py names the
+    columns); fields a layout lacks keep their defaults."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -141,11 +145,31 @@ class CdrRow(BaseModel):
     amaflags: str = ""
     uniqueid: str = ""
     userfield: str = ""
+    # newcdrcolumns=yes (cdr_csv) and SQL backends: the call all legs belong to, and the row's order.
+    peeraccount: str = ""
+    linkedid: str = ""
+    sequence: int | None = None
 
     @field_validator("answer", mode="before")
     @classmethod
     def _empty_answer(cls, value: object) -> object:
         # An unanswered call has an empty `answer`.
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("duration", "billsec", mode="before")
+    @classmethod
+    def _seconds(cls, value: object) -> object:
+        # cdr_custom's ${CDR(duration,f)} writes fractions ("27.250").
+        if isinstance(value, str) and "." in value:
+            try:
+                return round(float(value))
+            except ValueError:
+                return value
+        return value
+
+    @field_validator("sequence", mode="before")
+    @classmethod
+    def _empty_sequence(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value
 
     @model_validator(mode="after")
@@ -157,5 +181,8 @@ class CdrRow(BaseModel):
         return self
 
 
-CDR_FIELDS: tuple[str, ...] = tuple(CdrRow.model_fields)
+# cdr_csv's columns in order (Master.csv, loguniqueid and loguserfield on), and every column name
+# a CDR layout may use.
+CDR_FIELDS: tuple[str, ...] = tuple(CdrRow.model_fields)[:18]
+CDR_COLUMNS: frozenset[str] = frozenset(CdrRow.model_fields)
 CDR_REQUIRED_FIELDS = 16

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from connectors.asterisk_cdr import CdrOptions, parse_cdr_file
+from connectors.asterisk_cdr import parse_cdr_file
 from hub.settings import load_settings
 from hub.store.quarantine import describe_error
 
@@ -65,17 +65,38 @@ def backfill_telephony(since_day: datetime, until_day: datetime | None) -> None:
     "--timezone", default=None, help="The PBX's time zone (default: the CDR setting, else the hub's)."
 )
 def inspect_cdr(cdr_file: Path, timezone: str | None) -> None:
-    """Print the calls parsed from an Asterisk CDR file as JSON lines, and a reason line for
-    each row that would be quarantined."""
+    """Print the calls parsed from an Asterisk CDR file as JSON lines — with the external party's
+    E.164 number, the rep's extension and the tracking number the hub will match on — a reason
+    line for each row that would be quarantined, and a last summary line (layout, rows, calls)."""
+    from connectors.errors import PermanentSourceError
+    from hub.ingest.telephony import cdr_options, e164_of
+
     settings = load_settings()
-    options = CdrOptions(
-        timezone=timezone or settings.telephony.asterisk.timezone or settings.timezone,
-        extension_max_digits=settings.telephony.extension_max_digits,
-        recording_base_url=settings.telephony.asterisk.recording_base_url,
-    )
+    try:
+        options = cdr_options(settings.telephony, settings.timezone)
+    except PermanentSourceError as exc:
+        raise click.ClickException(str(exc)) from None
+    if timezone:
+        options.timezone = timezone
+    region = settings.default_region
+    rows = calls = rejected = 0
+    layout = ""
     for batch in parse_cdr_file(cdr_file, options):
+        rows += batch.rows
+        layout = batch.layout
         for call in batch.calls:
-            click.echo(json.dumps(call.model_dump(mode="json", exclude_defaults=False), ensure_ascii=False))
-        for rejected in batch.rejected:
-            out = {"quarantine": describe_error(rejected.reason), "where": rejected.ref, "raw": rejected.raw}
+            calls += 1
+            external = call.caller if call.direction == "inbound" else call.callee
+            out = call.model_dump(mode="json", exclude_defaults=False)
+            out["match_on"] = {
+                "external_e164": e164_of(external, region) if call.direction != "internal" else None,
+                "extension": call.extension,
+                "dialled_e164": e164_of(call.dialled_number, region) if call.dialled_number else None,
+            }
             click.echo(json.dumps(out, ensure_ascii=False))
+        for bad in batch.rejected:
+            rejected += 1
+            out = {"quarantine": describe_error(bad.reason), "where": bad.ref, "raw": bad.raw}
+            click.echo(json.dumps(out, ensure_ascii=False))
+    summary = {"file": str(cdr_file), "layout": layout, "rows": rows, "calls": calls, "quarantined": rejected}
+    click.echo(json.dumps({"summary": summary}, ensure_ascii=False))

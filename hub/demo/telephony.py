@@ -1,6 +1,8 @@
-"""Demo data of the telephony source: a recorded Twilio Calls answer and an Asterisk CDR file of
-yesterday, with answered and missed calls, known clients and unknown numbers, calls to tracking
-numbers, a queue call of two legs, an internal call and a few broken records."""
+"""Demo data of the telephony source: a recorded Twilio Calls answer and two Asterisk CDR files of
+yesterday — the default cdr_csv layout (answered and missed calls, known clients and unknown
+numbers, calls to tracking numbers, a queue call of two legs, an internal call, a broken row) and
+a second PBX writing newcdrcolumns (21 columns) with a ring group over Local channels, one ring
+group nobody picked up and a caller who heard only the IVR."""
 
 from __future__ import annotations
 
@@ -265,6 +267,165 @@ def cdr_rows(rng: random.Random, day: date, clients: list[str]) -> list[list[Any
     return rows
 
 
+def ring_group_rows(day: date, clients: list[str]) -> list[list[Any]]:
+    """Rows of the branch office PBX (cdr_csv with loguniqueid, loguserfield and newcdrcolumns: 21
+    columns) as Asterisk writes a ring group: the trunk channel dials three Local channels, each
+    rings a phone; every leg shares the call's linkedid. One group answered by ext 103, one nobody
+    answered (then the dialplan's Hangup answers, 0 s), one caller who heard only the IVR."""
+    fmt = "%Y-%m-%d %H:%M:%S"
+    base = datetime.combine(day, time(16, 0))
+    rows: list[list[Any]] = []
+    sequence = 0
+
+    def leg(
+        linkedid: str,
+        uniqueid: str,
+        src: str,
+        dst: str,
+        context: str,
+        channel: str,
+        dstchannel: str,
+        app: str,
+        data: str,
+        start: datetime,
+        ring: int,
+        talk: int,
+        disposition: str,
+        recording: str = "",
+    ) -> list[Any]:
+        nonlocal sequence
+        sequence += 1
+        answer = (start + timedelta(seconds=ring)).strftime(fmt) if disposition == "ANSWERED" else ""
+        end = start + timedelta(seconds=ring + talk)
+        return [
+            "",
+            src,
+            dst,
+            context,
+            f'"{src}" <{src}>',
+            channel,
+            dstchannel,
+            app,
+            data,
+            start.strftime(fmt),
+            answer,
+            end.strftime(fmt),
+            ring + talk,
+            talk,
+            disposition,
+            "DOCUMENTATION",
+            uniqueid,
+            recording,
+            "",
+            linkedid,
+            sequence,
+        ]
+
+    group = "Local/g1@ring-group&Local/g2@ring-group&Local/g3@ring-group,40"
+    did = OFFICE_LINE[2:]
+    for n, (caller, answered_by) in enumerate(((clients[0], "103"), (clients[1 % len(clients)], None))):
+        start = base + timedelta(minutes=40 * n)
+        root = f"{int(start.replace(tzinfo=UTC).timestamp())}.{100 + n * 10}"
+        number = "8" + caller[2:]
+        for k, phone in enumerate(("101", "102", "103"), start=1):
+            local = f"Local/g{k}@ring-group-{n:04x}{k:04x}"
+            picked = phone == answered_by
+            rows.append(
+                leg(
+                    root,
+                    f"{root}{k}",
+                    number,
+                    f"g{k}",
+                    "ring-group",
+                    f"{local};2",
+                    f"SIP/{phone}-{n:04x}{k:04x}",
+                    "Dial",
+                    f"SIP/{phone},30",
+                    start,
+                    12 if picked else 40,
+                    0,
+                    "ANSWERED" if picked else "NO ANSWER",
+                )
+            )
+            rows.append(
+                leg(
+                    root,
+                    root,
+                    number,
+                    did,
+                    "from-pstn",
+                    f"SIP/trunk-{n:08x}",
+                    f"{local};1",
+                    "Dial",
+                    group,
+                    start,
+                    12 if picked else 40,
+                    0,
+                    "ANSWERED" if picked else "NO ANSWER",
+                )
+            )
+        if answered_by:
+            rows.append(
+                leg(
+                    root,
+                    root,
+                    number,
+                    did,
+                    "from-pstn",
+                    f"SIP/trunk-{n:08x}",
+                    f"SIP/{answered_by}-{n:04x}0003",
+                    "Dial",
+                    group,
+                    start + timedelta(seconds=12),
+                    0,
+                    185,
+                    "ANSWERED",
+                    f"ring-{root}.wav",
+                )
+            )
+        else:
+            # Nobody picked up; the dialplan's Hangup "answers" the channel for 0 s.
+            end = start + timedelta(seconds=40)
+            rows.append(
+                leg(
+                    root,
+                    root,
+                    number,
+                    did,
+                    "from-pstn",
+                    f"SIP/trunk-{n:08x}",
+                    "",
+                    "Hangup",
+                    "",
+                    end,
+                    0,
+                    0,
+                    "ANSWERED",
+                )
+            )
+    # An unknown caller who listened to the IVR greeting for 20 s and hung up: missed, a phone lead.
+    start = base + timedelta(minutes=90)
+    root = f"{int(start.replace(tzinfo=UTC).timestamp())}.300"
+    rows.append(
+        leg(
+            root,
+            root,
+            "89035550123",
+            did,
+            "from-pstn",
+            "SIP/trunk-000000ff",
+            "",
+            "BackGround",
+            "custom/greeting",
+            start,
+            0,
+            20,
+            "ANSWERED",
+        )
+    )
+    return rows
+
+
 def generate_telephony_demo(
     session: Session, demo_dir: Path, today: date, database_url: str, seed: int = 11
 ) -> dict[str, Any]:
@@ -296,6 +457,11 @@ def generate_telephony_demo(
     buffer.write('"","79031234567","74952223344","from-trunk","","SIP/trunk-0000ffff"\n')
     # Daily rotated logs, as logrotate leaves them: a new day is a new file.
     _write_if_changed(cdr_dir / f"Master-{day:%Y%m%d}.csv", buffer.getvalue())
+    ring = io.StringIO()
+    csv.writer(ring, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n").writerows(
+        ring_group_rows(day, clients)
+    )
+    _write_if_changed(cdr_dir / f"branch-Master-{day:%Y%m%d}.csv", ring.getvalue())
     return {
         "telephony": {
             "twilio": {"snapshot_file": str(snapshot)},

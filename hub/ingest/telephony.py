@@ -29,7 +29,7 @@ from hub.store.db import session_scope
 from hub.store.models import Activity, Contact, ContactIdentifier, Lead, Rep, Task, TrackingNumber
 from hub.store.quarantine import describe_error, quarantine
 from hub.store.upsert import upsert
-from hub.timeutil import utcnow
+from hub.timeutil import as_utc, utcnow
 from schemas.telephony import Call
 
 LEAD_SOURCE = "phone"
@@ -100,13 +100,120 @@ def write_calls(session: Session, calls: list[Call], maps: CallMaps) -> IngestSt
     for provider, provider_calls in by_provider.items():
         stored = _existing_refs(session, provider, [c.call_id for c in provider_calls])
         fresh: dict[str, Call] = {}
+        later_legs: list[Call] = []
         for call in provider_calls:
             if call.call_id not in stored:
                 fresh.setdefault(call.call_id, call)
-        stats.unchanged += len(provider_calls) - len(fresh)
+            elif call.leg_refs:
+                later_legs.append(call)
+        stats.unchanged += len(provider_calls) - len(fresh) - len(later_legs)
         if fresh:
             _write_new_calls(session, list(fresh.values()), maps, stats)
+        if later_legs:
+            _merge_later_legs(session, provider, later_legs, maps, stats)
     return stats
+
+
+def _stored_as_call(activity: Activity) -> Call:
+    """A stored call as one (merged) leg, to merge the legs read after it with."""
+    details = activity.details or {}
+    return Call.model_construct(
+        provider=activity.source_system,
+        call_id=activity.source_ref,
+        direction=activity.direction or "inbound",
+        caller=activity.from_addr or "",
+        callee=activity.to_addr or "",
+        started_at=as_utc(activity.occurred_at),
+        duration_s=activity.duration_s or 0,
+        talk_s=activity.talk_s or 0,
+        disposition=activity.disposition or "missed",
+        provider_status=str(details.get("status", "")),
+        recording_url=activity.recording_url,
+        extension=details.get("extension"),
+        rep_number=None,
+        dialled_number=details.get("dialled"),
+        legs=int(details.get("legs", 1)),
+        leg_refs=list(details.get("leg_refs", [])),
+    )
+
+
+def _merge_later_legs(
+    session: Session, provider: str, calls: list[Call], maps: CallMaps, stats: IngestStats
+) -> None:
+    """Legs of stored calls read later (another batch or file: a transfer's last leg is written
+    when it ends): merged into the stored call, never a second one. A leg already merged changes
+    nothing; a call that turns out answered closes its open call-back task."""
+    from connectors.asterisk_cdr import is_root_leg, merge_call_legs
+
+    stored = {
+        a.source_ref: a
+        for a in session.scalars(
+            select(Activity).where(
+                Activity.source_system == provider, Activity.source_ref.in_([c.call_id for c in calls])
+            )
+        )
+    }
+    now = utcnow()
+    for call in calls:
+        activity = stored.get(call.call_id)
+        if activity is None:
+            continue
+        before = _stored_as_call(activity)
+        known = set(before.leg_refs)
+        if set(call.leg_refs) <= known:
+            stats.unchanged += 1
+            continue
+        merged = merge_call_legs([before, call])
+        refs = list(dict.fromkeys([*before.leg_refs, *call.leg_refs]))
+        root_known = any(is_root_leg(call.call_id, ref) for ref in before.leg_refs)
+        who = before if root_known or not any(is_root_leg(call.call_id, r) for r in call.leg_refs) else call
+        merged = merged.model_copy(
+            update={
+                "direction": who.direction,
+                "caller": who.caller,
+                "callee": who.callee,
+                "dialled_number": who.dialled_number,
+                "legs": len(refs),
+                "leg_refs": refs,
+            }
+        )
+        if merged.direction == "internal":
+            continue
+        plan = _plan(merged, maps)
+        contact_id = activity.contact_id
+        if contact_id is None and plan.client:
+            found = _known_contacts(session, [plan.client]).get(plan.client)
+            contact_id = found.id if found else None
+        row = _activity_row(plan, activity.lead_id, now)
+        for column in (
+            "occurred_at",
+            "direction",
+            "from_addr",
+            "to_addr",
+            "duration_s",
+            "talk_s",
+            "disposition",
+            "recording_url",
+            "details",
+        ):
+            setattr(activity, column, row[column])
+        activity.rep_id = activity.rep_id or row["rep_id"]
+        activity.contact_id = contact_id
+        stats.extra["calls_updated_by_later_legs"] = stats.extra.get("calls_updated_by_later_legs", 0) + 1
+        if merged.disposition == "answered" and before.disposition != "answered":
+            closed = session.execute(
+                update(Task)
+                .where(
+                    Task.source_system == "hub",
+                    Task.source_ref == f"call:{provider}:{call.call_id}:call_back",
+                    Task.done.is_(False),
+                )
+                .values(done=True, done_at=now)
+                .execution_options(synchronize_session=False)
+            )
+            stats.extra["call_backs_closed"] = stats.extra.get("call_backs_closed", 0) + int(
+                closed.rowcount or 0
+            )
 
 
 def _existing_refs(session: Session, provider: str, refs: list[str]) -> set[str]:
@@ -290,6 +397,8 @@ def _activity_row(plan: _Plan, lead_id: int | None, now: datetime) -> dict[str, 
         details["campaign"] = plan.campaign
     if plan.dialled:
         details["dialled"] = plan.dialled
+    if call.leg_refs:
+        details["leg_refs"] = call.leg_refs
     return {
         "source_system": call.provider,
         "source_ref": call.call_id,
@@ -433,6 +542,25 @@ def _write_page(
 # ---------------------------------------------------------------- Asterisk CDR files
 
 
+def cdr_options(settings: TelephonySettings, hub_timezone: str) -> CdrOptions:
+    """How the CDR files are read, from the settings; a bad column list names its setting."""
+    asterisk = settings.asterisk
+    options = CdrOptions(
+        timezone=asterisk.timezone or hub_timezone,
+        extension_max_digits=settings.extension_max_digits,
+        recording_base_url=asterisk.recording_base_url,
+        columns=tuple(asterisk.cdr_columns),
+        inbound_contexts=tuple(asterisk.inbound_contexts),
+        trunk_peers=tuple(asterisk.trunk_peers),
+        pbx_apps=tuple(asterisk.pbx_apps),
+    )
+    try:
+        options.layout_guess()
+    except ValueError as exc:
+        raise PermanentSourceError(f"HUB_TELEPHONY__ASTERISK__CDR_COLUMNS: {exc}") from None
+    return options
+
+
 def sync_cdr_dir(
     database_url: str,
     settings: TelephonySettings,
@@ -456,11 +584,7 @@ def sync_cdr_dir(
             f"HUB_TELEPHONY__ASTERISK__CDR_DIR is {asterisk.cdr_dir!r}, which is not a folder: "
             "point it at the folder the PBX writes Master.csv to"
         )
-    options = CdrOptions(
-        timezone=asterisk.timezone or hub_timezone,
-        extension_max_digits=settings.extension_max_digits,
-        recording_base_url=asterisk.recording_base_url,
-    )
+    options = cdr_options(settings, hub_timezone)
     backfill = since is not None or until is not None
     with session_scope(database_url) as session:
         maps = CallMaps.load(session, settings, default_region)
@@ -487,6 +611,7 @@ def sync_cdr_dir(
                 batch_stats.rows_in += len(batch.rejected)
                 batch_stats.extra["cdr_rows"] = batch.rows
                 batch_stats.extra["legs_merged"] = batch.skipped_legs
+                batch_stats.extra["cdr_layout"] = batch.layout
                 if not backfill:
                     cursor[path.name] = {"offset": batch.end_offset, "line": batch.end_line}
                     save_cursor(session, cursor_name(ASTERISK), cursor)

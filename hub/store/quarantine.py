@@ -6,9 +6,9 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
+from connectors.errors import describe_error
 from hub.store.models import QuarantineRecord
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
@@ -30,17 +30,6 @@ def raw_text(raw: Any) -> str:
 def storable(text: str) -> str:
     """Text PostgreSQL can hold: a NUL (hostile or broken input) is kept visibly as \\x00."""
     return text.replace("\x00", "\\x00")
-
-
-def describe_error(error: Exception | str) -> str:
-    """A one-line reason a person can act on; pydantic errors name each field."""
-    if isinstance(error, ValidationError):
-        parts = []
-        for err in error.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "record"
-            parts.append(f"{field}: {err['msg']}")
-        return "; ".join(parts)
-    return str(error)
 
 
 def quarantine(
