@@ -38,7 +38,7 @@ def site_leads(
     per_way["webhook_written"] = inbox.written
     total.merge(inbox)
     if site.csv_dir:
-        csv = sync_csv_dir(store.database_url, site.csv_dir, region)
+        csv = sync_csv_dir(store.database_url, site.csv_dir, region, settings.timezone)
         per_way["csv_written"] = csv.written
         total.merge(csv)
     context.log.info("site leads: %s", total.as_dict())

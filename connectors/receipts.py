@@ -8,10 +8,10 @@ import re
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage, Message
-from email.parser import BytesHeaderParser, HeaderParser
+from email.parser import BytesHeaderParser
 from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
-from schemas.mail import Disposition, ParsedReceipt, ReceiptVariant, SentEmail
+from schemas.mail import Disposition, DispositionSource, ParsedReceipt, ReceiptVariant, SentEmail
 
 
 class NotAReceipt(ValueError):
@@ -27,10 +27,19 @@ NOT_READ_PREFIXES = (
     "nieprzeczytane",
     "nie przeczytano",
     "ungelesen",
+    "nicht gelesen",
     "non lu",
     "no leído",
     "non letto",
     "niet gelezen",
+    "não lida",
+    "não lido",
+    "ej läst",
+    "ikke læst",
+    "ikke lest",
+    "nepřečteno",
+    "не е прочетено",
+    "не прочитано повідомлення",
     "return receipt (deleted)",
     "return receipt (denied)",
 )
@@ -47,6 +56,23 @@ READ_PREFIXES = (
     "gelezen",
     "lida",
     "lido",
+    "läst",
+    "læst",
+    "lest",
+    "luettu",
+    "přečteno",
+    "prečítané",
+    "olvasott",
+    "citit",
+    "прочетено",
+    "pročitano",
+    "prebrano",
+    "okundu",
+    "διαβάστηκε",
+    "已读",
+    "已讀",
+    "開封済み",
+    "읽음",
     "read receipt",
     "disposition notification",
     "return receipt (displayed)",
@@ -63,6 +89,7 @@ _PREFIX_RE = re.compile(
 # Reply/forward prefixes a sent subject may carry, stripped before comparing subjects.
 _REPLY_RE = re.compile(r"^\s*(re|fw|fwd|ответ|пересл|odp|pd)\s*(\[\d+\])?\s*:\s*", re.IGNORECASE)
 _MSGID_RE = re.compile(r"<[^<>\s]+>")
+_SPACED_MSGID_RE = re.compile(r"<\s*([^<>\s]+(?:\s+[^<>\s]+)*)\s*>")
 _DISPOSITIONS: tuple[Disposition, ...] = (
     "displayed",
     "deleted",
@@ -83,20 +110,24 @@ def parse_receipt(raw: bytes) -> ParsedReceipt:
     if report is None and prefix_match is None:
         raise NotAReceipt("neither a disposition-notification report nor a read-receipt subject")
 
+    source: DispositionSource = "report"
     if report is not None:
         disposition = _disposition_value(report.get("Disposition", ""))
         reader = _address_field(report.get("Final-Recipient") or report.get("Original-Recipient") or "")
         original_id = first_message_id(report.get("Original-Message-ID", ""))
     else:
-        prefix = prefix_match.group("prefix").lower() if prefix_match else ""
+        disposition, reader, original_id = "unknown", None, None
+    if disposition == "unknown" and prefix_match is not None:
+        # No report, or one a client wrote wrong: the subject's "Read:" says it, less surely.
+        prefix = prefix_match.group("prefix").lower()
         disposition = "deleted" if prefix in NOT_READ_PREFIXES else "displayed"
-        reader = None
-        original_id = None
+        source = "subject"
     reader = reader or _normalize_address(parseaddr(str(msg.get("From", "")))[1])
 
     receipt = ParsedReceipt(
         variant=_variant(msg, subject, report is not None),
         disposition=disposition,
+        disposition_source=source,
         opened=disposition == "displayed",
         receipt_message_id=first_message_id(str(msg.get("Message-ID", ""))),
         original_message_id=original_id,
@@ -150,24 +181,52 @@ def parse_sent_email(raw: bytes) -> SentEmail:
 
 
 def _disposition_fields(msg: EmailMessage) -> dict[str, str] | None:
-    """The fields of the message/disposition-notification part, case-insensitively keyed."""
+    """The fields of the message/disposition-notification part, case-insensitively keyed. Read
+    leniently, as old webmail clients write them: a space before the colon
+    (`Original-Message-ID : <id>`), no blank line between the part's headers and its fields."""
     for part in msg.walk():
         if part.get_content_type() != "message/disposition-notification":
             continue
+        out: dict[str, str] = {}
+        # Fields written straight under the part's Content-Type land among its headers.
+        for name, value in part.raw_items():
+            _add_field(out, name, str(value))
         payload = part.get_payload()
         if isinstance(payload, list) and payload:
-            fields = payload[0]
+            text = payload[0].as_string(policy=policy.compat32.clone(linesep="\n", max_line_length=0))
         elif isinstance(payload, str):
-            fields = HeaderParser(policy=policy.default).parsestr(payload)
+            text = payload
         else:
-            continue
-        out: dict[str, str] = {}
-        for name, value in fields.items():
-            canonical = _FIELD_NAMES.get(name.lower(), name)
-            # A folded field comes back with its leading whitespace.
-            out.setdefault(canonical, " ".join(str(value).split()))
+            text = ""
+        for name, value in _lenient_fields(text):
+            _add_field(out, name, value)
         return out
     return None
+
+
+def _add_field(out: dict[str, str], name: str, value: str) -> None:
+    canonical = _FIELD_NAMES.get(name.strip().lower())
+    if canonical is not None:
+        # A folded field comes back with its leading whitespace.
+        out.setdefault(canonical, " ".join(value.split()))
+
+
+_FIELD_LINE = re.compile(r"^(?P<name>[A-Za-z][A-Za-z0-9-]*)[ \t]*:[ \t]*(?P<value>.*)$")
+
+
+def _lenient_fields(text: str) -> list[tuple[str, str]]:
+    """`Name: value` lines (continuation lines folded in), whatever blank lines or a stray space
+    before the colon a client wrote."""
+    fields: list[tuple[str, str]] = []
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if line[:1] in (" ", "\t") and fields:
+            name, value = fields[-1]
+            fields[-1] = (name, f"{value} {line.strip()}")
+            continue
+        match = _FIELD_LINE.match(line)
+        if match:
+            fields.append((match.group("name"), match.group("value").strip()))
+    return fields
 
 
 _FIELD_NAMES = {
@@ -229,20 +288,51 @@ def _rfc822_headers_message_id(msg: EmailMessage) -> str | None:
 
 
 def _date(msg: Message) -> datetime | None:
-    value = msg.get("Date")
+    """The Date header as sent. Comments are CFWS (RFC 5322 section 3.2.2): "00:19:00 (EDT) -0400"
+    is 04:19 UTC, yet email.utils reads the comment as the zone and drops the offset; and the
+    header object of policy.default keeps that misreading. So the raw value is taken, its comments
+    removed, and then email.utils.parsedate_to_datetime applied."""
+    value = next((v for name, v in msg.raw_items() if name.lower() == "date"), None)
     if not value:
         return None
     try:
-        parsed = parsedate_to_datetime(str(value))
-    except (TypeError, ValueError):
+        parsed = parsedate_to_datetime(_without_comments(" ".join(str(value).split())))
+    except (TypeError, ValueError, IndexError):
         return None
     return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _without_comments(value: str) -> str:
+    out: list[str] = []
+    depth = 0
+    escaped = False
+    for ch in value:
+        if escaped:
+            escaped = False
+            if depth == 0:
+                out.append(ch)
+            continue
+        if ch == "\\":
+            escaped = True
+            if depth == 0:
+                out.append(ch)
+        elif ch == "(":
+            depth += 1
+        elif ch == ")" and depth:
+            depth -= 1
+        elif depth == 0:
+            out.append(ch)
+    return " ".join("".join(out).split())
 
 
 def first_message_id(value: str) -> str | None:
     ids = message_ids(value)
     if ids:
         return ids[0]
+    spaced = _SPACED_MSGID_RE.search(value)
+    if spaced:
+        # "<199509192301.23456 >": spaces a client left inside the brackets.
+        return "<" + "".join(spaced.group(1).split()) + ">"
     bare = value.strip()
     # Some clients drop the angle brackets.
     return f"<{bare}>" if bare and " " not in bare and "@" in bare else None

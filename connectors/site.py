@@ -1,5 +1,6 @@
 """The website's leads: its JSON API (cursor-paged), recorded API pages for offline use,
-CSV exports, and the HMAC signature of its webhook posts.
+CSV exports (the site's own, and the form tools' and CRMs' of connectors/lead_exports.py), and the
+HMAC signature of its webhook posts.
 
 The site API, as the site documents it:
   GET {base}/api/v1/leads?since=<ISO 8601>&limit=<n>[&cursor=<opaque>]
@@ -15,14 +16,25 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import io
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from connectors.errors import PermanentSourceError
 from connectors.http import HttpClient
+from connectors.lead_exports import (
+    DateOrder,
+    ExportFormat,
+    LeadMapping,
+    RowReader,
+    decide_day_first,
+    recognize,
+    zone_for,
+)
 from connectors.text import detect_file_encoding
 
 LEADS_PATH = "api/v1/leads"
@@ -144,33 +156,114 @@ CSV_COLUMN_ALIASES = {
 }
 
 
-def read_leads_csv(path: str | Path, start_row: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """Rows of a leads CSV export as (row number, record), from `start_row` on, streamed (a
-    million-row export is not held in memory). The delimiter (comma or semicolon) is detected;
-    a missing `id` is derived from the row's content so that importing the same export twice
-    writes nothing new."""
+@dataclass
+class LeadsExport:
+    """A CSV (or TSV) export of leads: how it is read — encoding, delimiter, the tool it came from
+    (or the mapping file naming its columns), the order of its dates — and its rows."""
+
+    path: Path
+    encoding: str
+    delimiter: str
+    headers: list[str]
+    fmt: ExportFormat | None
+    order: DateOrder | None
+    file_time: datetime
+    zone: Any = None
+
+    def describe(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "file": self.path.name,
+            "format": self.fmt.title if self.fmt else "CSV with common column names",
+            "encoding": self.encoding,
+            "delimiter": {"\t": "tab"}.get(self.delimiter, self.delimiter),
+        }
+        if self.order is not None:
+            out["dates"] = self.order.describe()
+        return out
+
+    def rows(self, start_row: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+        """(row number, record) from `start_row` on, streamed (a million-row export is not held
+        in memory); a missing `id` is derived from the row's content so that importing the same
+        export twice writes nothing new."""
+        reader_of = None
+        if self.fmt is not None and self.order is not None:
+            reader_of = RowReader(self.fmt, self.headers, self.order, self.zone, self.file_time)
+        with open(self.path, encoding=self.encoding, errors="replace", newline="") as fh:
+            reader = csv.DictReader(fh, delimiter=self.delimiter)
+            row_number = 0
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    # One broken row (e.g. a cell over csv's 128 KiB limit) must not stop the import:
+                    # it is handed on to be quarantined with the reason, and reading goes on.
+                    row_number += 1
+                    if row_number > start_row:
+                        yield row_number, {UNREADABLE: f"row {row_number} is not readable CSV: {exc}"}
+                    continue
+                row_number += 1
+                if row_number > start_row:
+                    yield row_number, _with_id(reader_of.record(row) if reader_of else _record(row))
+
+
+def open_leads_export(
+    path: str | Path, mapping: LeadMapping | None = None, local_zone: str | None = None
+) -> LeadsExport:
+    """Look at an export before reading it: its encoding (UTF-8, UTF-16 with BOM, cp1251), its
+    delimiter (tab, semicolon or comma), its header — a known tool's, or the mapping file's — and,
+    for those, the order of its dates, decided once for the file from its rows."""
+    path = Path(path)
     encoding = detect_file_encoding(path)
     with open(path, encoding=encoding, errors="replace", newline="") as fh:
         sample = fh.read(4096)
-        fh.seek(0)
-        delimiter = ";" if sample.count(";") > sample.count(",") else ","
-        reader = csv.DictReader(fh, delimiter=delimiter)
-        row_number = 0
+    counts = {d: sample.count(d) for d in ("\t", ";", ",")}
+    delimiter = max(counts, key=lambda d: (counts[d], d == ","))
+    header_line = next(csv.reader(io.StringIO(sample), delimiter=delimiter), [])
+    headers = [h.strip().lstrip("\ufeff") for h in header_line]
+    fmt = mapping.as_format() if mapping is not None else recognize(headers)
+    file_time = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    export = LeadsExport(path, encoding, delimiter, headers, fmt, None, file_time)
+    if fmt is None:
+        return export
+    export.zone = zone_for(fmt, mapping, local_zone)
+    if mapping is not None and mapping.day_first is not None:
+        export.order = DateOrder(mapping.day_first, "as the mapping file says")
+        return export
+    date_headers = [h for h in headers if fmt.columns.get(h.lower()) == "submitted_at"]
+    export.order = decide_day_first(_dates(export, date_headers), fmt.day_first, fmt.title)
+    return export
+
+
+def _dates(export: LeadsExport, date_headers: list[str]) -> Iterator[tuple[int, str]]:
+    """The date cells of the file, row by row: only read until one decides the order."""
+    if not date_headers:
+        return
+    with open(export.path, encoding=export.encoding, errors="replace", newline="") as fh:
+        reader = csv.DictReader(fh, delimiter=export.delimiter)
+        row = 0
         while True:
             try:
-                row = next(reader)
+                record = next(reader)
             except StopIteration:
                 return
-            except csv.Error as exc:
-                # One broken row (e.g. a cell over csv's 128 KiB limit) must not stop the import:
-                # it is handed on to be quarantined with the reason, and reading goes on.
-                row_number += 1
-                if row_number > start_row:
-                    yield row_number, {UNREADABLE: f"row {row_number} is not readable CSV: {exc}"}
+            except csv.Error:
+                row += 1
                 continue
-            row_number += 1
-            if row_number > start_row:
-                yield row_number, _record(row)
+            row += 1
+            for header in date_headers:
+                value = record.get(header)
+                if value:
+                    yield row, value
+                    break
+
+
+def read_leads_csv(
+    path: str | Path, start_row: int = 0, mapping: LeadMapping | None = None, local_zone: str | None = None
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Rows of a leads export as (row number, record), from `start_row` on (see open_leads_export)."""
+    return open_leads_export(path, mapping, local_zone).rows(start_row)
 
 
 def _record(row: dict[str | None, Any]) -> dict[str, Any]:
@@ -181,8 +274,16 @@ def _record(row: dict[str | None, Any]) -> dict[str, Any]:
             continue
         key = column.strip().lower()
         record[CSV_COLUMN_ALIASES.get(key, key)] = value
+    return record
+
+
+def _with_id(record: dict[str, Any]) -> dict[str, Any]:
     if not record.get("id"):
-        content = json.dumps(sorted((k, v) for k, v in record.items() if k != "id"), ensure_ascii=False)
+        # A time taken from the file (its mtime) must not make the same row a new lead later.
+        skip = {"id", "_time_from_file", *(("submitted_at",) if record.get("_time_from_file") else ())}
+        content = json.dumps(
+            sorted((k, str(v)) for k, v in record.items() if k not in skip), ensure_ascii=False
+        )
         record["id"] = "sha1:" + hashlib.sha1(content.encode("utf-8")).hexdigest()
     return record
 

@@ -25,6 +25,16 @@ class LeadRejected(ValueError):
     """The record is a well-formed lead but cannot be used (no valid way to reach the person)."""
 
 
+def validate_web_lead(raw: dict[str, Any]) -> WebLead:
+    """A raw record as a WebLead; a record with neither a phone nor an email is refused for that
+    reason before anything else about it (its date, its id) is looked at."""
+    if UNREADABLE in raw:
+        raise LeadRejected(str(raw[UNREADABLE]))
+    if not any(isinstance(raw.get(k), str) and raw[k].strip() for k in ("phone", "email")):
+        raise LeadRejected("a lead needs a phone or an email to reach the person: the record has neither")
+    return WebLead.model_validate(raw)
+
+
 def lead_row_from_web(lead: WebLead, source_system: str, default_region: str) -> dict[str, Any]:
     phone = normalize_phone(lead.phone, default_region)
     email = normalize_email(lead.email)
@@ -77,9 +87,7 @@ def write_web_leads(
         try:
             if not isinstance(raw, dict):
                 raise LeadRejected(f"expected a JSON object, got {type(raw).__name__}")
-            if UNREADABLE in raw:
-                raise LeadRejected(str(raw[UNREADABLE]))
-            row = lead_row_from_web(WebLead.model_validate(raw), source_system, default_region)
+            row = lead_row_from_web(validate_web_lead(raw), source_system, default_region)
         except (ValidationError, LeadRejected) as exc:
             quarantine(session, source_system, raw, exc, source_ref=ref or _raw_id(raw))
             stats.note_quarantined(str(exc) if isinstance(exc, LeadRejected) else "invalid lead")

@@ -10,6 +10,8 @@ from pydantic import BaseModel, Field
 
 ReceiptVariant = Literal["rfc8098", "thunderbird", "outlook", "plain_text"]
 Disposition = Literal["displayed", "deleted", "dispatched", "processed", "denied", "failed", "unknown"]
+# What the disposition was read from: the report part, or (no report, or a malformed one) the subject.
+DispositionSource = Literal["report", "subject"]
 
 
 class ParsedReceipt(BaseModel):
@@ -17,6 +19,7 @@ class ParsedReceipt(BaseModel):
 
     variant: ReceiptVariant
     disposition: Disposition
+    disposition_source: DispositionSource = "report"
     # Only "displayed" means the client read the email; "deleted" is "not read".
     opened: bool
     receipt_message_id: str | None = None

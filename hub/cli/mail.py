@@ -105,9 +105,11 @@ def alerts_deliver() -> None:
 @click.command("receipt")
 @click.argument("eml_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def inspect_receipt(eml_file: Path) -> None:
-    """Print the receipt parsed from FILE.eml as JSON: kind, disposition, original Message-ID,
-    reader, decoded subject, and why it would be quarantined if it would."""
+    """Print the receipt parsed from FILE.eml as JSON: kind, disposition (and whether it was read
+    from the report or, the report being missing or malformed, the subject), original Message-ID,
+    reader, decoded subject, the Message-IDs it is matched on, and why it would be quarantined."""
     from connectors.receipts import NotAReceipt, parse_receipt
+    from hub.ingest.mail import receipt_candidates
     from hub.store.quarantine import describe_error
 
     raw = eml_file.read_bytes()
@@ -123,6 +125,8 @@ def inspect_receipt(eml_file: Path) -> None:
         "receipt": True,
         "kind": receipt.variant,
         "disposition": receipt.disposition,
+        # "subject" when the report part is missing or malformed: the open counts less surely.
+        "disposition_from": receipt.disposition_source,
         "opened": receipt.opened,
         "original_message_id": receipt.original_message_id,
         "references": receipt.references,
@@ -133,5 +137,7 @@ def inspect_receipt(eml_file: Path) -> None:
         "original_subject": receipt.original_subject,
         "received_at": receipt.received_at.isoformat() if receipt.received_at else None,
         "quarantine": receipt.problem,
+        # What the hub looks the sent email up by, most certain first (then subject + reader).
+        "match_on": receipt_candidates(receipt),
     }
     click.echo(json.dumps(out, ensure_ascii=False, indent=2))

@@ -109,6 +109,55 @@ def _clients(session: Session) -> list[tuple[Contact, str]]:
     return clients
 
 
+def _online_bank_statement(day: Any, our_account: str) -> bytes:
+    """The internet bank's export: UTF-8, although it says `Кодировка=Windows` (as most such files
+    do), with card payments of private persons, no ИНН: one names her invoice ("ИМ-000201") and
+    pays it exactly, one pays the other invoice's amount under a name that is not its customer's."""
+    lines = [
+        "1CClientBankExchange",
+        "ВерсияФормата=1.03",
+        "Кодировка=Windows",
+        "Отправитель=Интернет-банк",
+        "Получатель=1С:Предприятие",
+        f"ДатаСоздания={day(0)}",
+        f"ДатаНачала={day(5)}",
+        f"ДатаКонца={day(0)}",
+        f"РасчСчет={our_account}",
+        "СекцияРасчСчет",
+        f"РасчСчет={our_account}",
+        "НачальныйОстаток=0.00",
+        "КонецРасчСчет",
+    ]
+    for no, ago, amount, payer, account, purpose in (
+        (
+            901,
+            3,
+            "12400.00",
+            "Смирнова Анна Сергеевна",
+            "40817810099910004312",
+            "Оплата по счету № ИМ-000201. Без НДС",
+        ),
+        (902, 2, "8000.00", "Кузнецов Олег Викторович", "40817810400030269771", "Оплата по сч. ИМ-000202"),
+    ):
+        lines += [
+            "СекцияДокумент=Платежное поручение",
+            f"Номер={no}",
+            f"Дата={day(ago)}",
+            f"Сумма={amount}",
+            f"ПлательщикСчет={account}",
+            f"Плательщик={payer}",
+            "ПлательщикИНН=",
+            f"Плательщик1={payer}",
+            f"ПолучательСчет={our_account}",
+            f"ДатаПоступило={day(ago)}",
+            'Получатель1=ООО "Торговый дом"',
+            f"НазначениеПлатежа={purpose}",
+            "КонецДокумента",
+        ]
+    lines.append("КонецФайла")
+    return ("\r\n".join(lines) + "\r\n").encode("utf-8")
+
+
 def generate_accounting_demo(
     session: Session, demo_dir: Path, today: date, database_url: str
 ) -> dict[str, Any]:
@@ -119,6 +168,9 @@ def generate_accounting_demo(
     ]
     stranger_inn = with_inn_check_digits("540200771")
     parties.append((guid(1, 99), 'ООО "Неизвестный покупатель"', stranger_inn))
+    # Private persons buying from the web shop: 1C knows them by name only, without an ИНН.
+    persons = [(guid(1, 201), "Смирнова Анна Сергеевна", ""), (guid(1, 202), "Белова Ольга Николаевна", "")]
+    parties += persons
     counterparty_rows: list[dict[str, Any]] = [
         {
             "Ref_Key": ref,
@@ -170,6 +222,22 @@ def generate_accounting_demo(
                 "Контрагент_Key": parties[party][0],
                 "СуммаДокумента": amount,
                 "СрокОплаты": _odata_date(issued + timedelta(days=terms)),
+            }
+        )
+    # The web shop's invoices to those persons, numbered in their own series.
+    shoppers = [parties.index(person) for person in persons]
+    for n, (party, amount) in enumerate(((shoppers[0], 12400.0), (shoppers[1], 8000.0)), start=1):
+        issued = today - timedelta(days=6)
+        invoices.append(
+            {
+                "Ref_Key": guid(2, 200 + n),
+                "Number": f"ИМ-{200 + n:06d}",
+                "Date": _odata_date(issued),
+                "Posted": True,
+                "DeletionMark": False,
+                "Контрагент_Key": parties[party][0],
+                "СуммаДокумента": amount,
+                "СрокОплаты": _odata_date(issued + timedelta(days=3)),
             }
         )
     # Not receivables: a draft and a deleted invoice; one without a due date takes the default terms.
@@ -331,6 +399,7 @@ def generate_accounting_demo(
     broken = "СекцияДокумент=Платежное поручение\r\nНомер=319\r\nДата=".encode("cp1251")
     raw = raw.replace("КонецФайла".encode("cp1251"), broken + b"\r\n" + "КонецФайла".encode("cp1251"))
     (statements / "kl_to_1c.txt").write_bytes(raw)
+    (statements / "online-bank.txt").write_bytes(_online_bank_statement(day, OUR_ACCOUNT))
     return {
         "accounting": {
             "odata_snapshot_file": str(snapshot),

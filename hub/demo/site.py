@@ -1,4 +1,5 @@
-"""Demo data of the website source: recorded API pages, a CSV export and signed webhook posts,
+"""Demo data of the website source: recorded API pages, a CSV export of the old landing page, a
+Google Forms responses export (US M/D/YYYY dates, decided from its rows) and signed webhook posts,
 with returning clients, repeated submissions and a few broken records among them."""
 
 from __future__ import annotations
@@ -76,6 +77,34 @@ def _lead(rng: random.Random, n: int, at: datetime, returning: Contact | None) -
     return lead
 
 
+def write_google_forms_export(path: Path, rng: random.Random, today: date) -> None:
+    """A Google Forms "Download responses (.csv)" of an English-locale event sign-up form: its
+    Timestamp in M/D/YYYY H:MM:SS (the form's time zone), one column per question. The first
+    dates are ambiguous (3/4 or 4/3?); a later row (day above 12) decides the file's order."""
+    rows = [["Timestamp", "Email Address", "Full Name", "Phone Number", "Which product interests you?"]]
+    month_ago = today.replace(day=1) - timedelta(days=1)
+    days = [month_ago.replace(day=d) for d in (3, 4, 9)] + [month_ago.replace(day=min(25, month_ago.day))]
+    for n, day in enumerate(days, start=1):
+        name = people.ru_person(rng)[0]
+        email = people.translit_email(name, rng, "example.com")
+        phone = people.as_typed(people.ru_mobile(rng), rng) if n % 2 else ""
+        when = datetime.combine(day, datetime.min.time()) + timedelta(hours=9 + n, minutes=7 * n, seconds=n)
+        rows.append(
+            [
+                f"{when.month}/{when.day}/{when.year} {when:%H:%M:%S}",
+                email,
+                name,
+                phone,
+                rng.choice(["Коробки", "Плёнка"]),
+            ]
+        )
+    rows.append(
+        [f"{month_ago.month}/{month_ago.day}/{month_ago.year} 18:00:00", "", "Только имя", "", "Коробки"]
+    )
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+
+
 def generate_site_demo(
     session: Session, demo_dir: Path, today: date, database_url: str, seed: int = 7
 ) -> dict[str, Any]:
@@ -132,6 +161,8 @@ def generate_site_demo(
                 ]
             )
         writer.writerow(["Пустая строка", "", "", "", "", "", leads[50]["submitted_at"]])
+
+    write_google_forms_export(site_dir / "csv" / "event-signup (Responses).csv", rng, today)
 
     # Webhook posts, signed as the site signs them, accepted through the receiver's own checks.
     secret = "demo-webhook-secret"

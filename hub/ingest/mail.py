@@ -50,6 +50,9 @@ MATCH_CONFIDENCE = {
     "rfc822_headers": 0.8,
     "subject_reader_window": 0.4,
 }
+# A receipt whose disposition comes from its subject ("Read: ...") because its report part is
+# missing or malformed: the open is recorded, with its confidence scaled by this.
+SUBJECT_DISPOSITION_FACTOR = 0.75
 
 
 class MailSource(Protocol):
@@ -181,6 +184,7 @@ def record_receipt(
         "location": location,
         "variant": receipt.variant,
         "disposition": receipt.disposition,
+        "disposition_source": receipt.disposition_source,
         "reader": receipt.reader,
         "subject": receipt.subject,
         "original_message_id": receipt.original_message_id,
@@ -225,7 +229,11 @@ def correlate_and_record(session: Session, receipt: MailReceipt, mail: MailSetti
     sent, method = match
     receipt.sent_message_id = sent.message_id
     receipt.match_method = method
-    receipt.confidence = MATCH_CONFIDENCE[method]
+    receipt.confidence = round(
+        MATCH_CONFIDENCE[method]
+        * (SUBJECT_DISPOSITION_FACTOR if receipt.disposition_source == "subject" else 1.0),
+        3,
+    )
     receipt.correlated_at = utcnow()
     if receipt.disposition != "displayed":
         receipt.status = "not_read"

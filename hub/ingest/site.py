@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from connectors.site import LeadsSource, read_leads_csv
+from connectors.lead_exports import LeadMapping
+from connectors.site import LeadsSource, open_leads_export
 from hub.ingest.stats import IngestStats, note_http_usage
 from hub.leads import write_web_leads
 from hub.store.cursors import load_cursor, save_cursor
@@ -127,30 +128,60 @@ def _records_in_post(session: Any, post: WebhookInbox) -> list[Any]:
     return []
 
 
-def sync_csv_dir(database_url: str, csv_dir: str | Path, default_region: str) -> IngestStats:
-    """Import every *.csv in the folder; a file that grew is read from the row it stopped at."""
+def sync_csv_dir(
+    database_url: str, csv_dir: str | Path, default_region: str, local_zone: str | None = None
+) -> IngestStats:
+    """Import every *.csv (and *.tsv) in the folder; a file that grew is read from the row it
+    stopped at. `local_zone`: the zone of times a form tool writes without one (the hub's)."""
     stats = IngestStats()
     folder = Path(csv_dir)
     if not folder.is_dir():
         return stats
     files = 0
-    for path in sorted(folder.glob("*.csv")):
+    for path in sorted([*folder.glob("*.csv"), *folder.glob("*.tsv")]):
         files += 1
-        with session_scope(database_url) as session:
-            done_rows = int(load_cursor(session, CSV_SOURCE).get(path.name, 0))
-        batch: list[dict[str, Any]] = []
-        refs: list[str | None] = []
-        last_row = done_rows
-        for row_number, record in read_leads_csv(path, start_row=done_rows):
-            batch.append(record)
-            refs.append(f"{path.name}:{row_number}")
-            last_row = row_number
-            if len(batch) >= CSV_BATCH_ROWS:
-                stats.merge(_write_csv_batch(database_url, path.name, batch, refs, last_row, default_region))
-                batch, refs = [], []
-        if batch:
-            stats.merge(_write_csv_batch(database_url, path.name, batch, refs, last_row, default_region))
+        stats.merge(sync_csv_file(database_url, path, default_region, local_zone=local_zone))
     stats.extra["files"] = files
+    return stats
+
+
+def sync_csv_file(
+    database_url: str,
+    path: Path,
+    default_region: str,
+    mapping: LeadMapping | None = None,
+    local_zone: str | None = None,
+) -> IngestStats:
+    """One export (a known tool's, or named by a mapping file), from the row its cursor is at; the
+    stats say how it was read (tool, date order) and how many rows took the file's time."""
+    stats = IngestStats()
+    with session_scope(database_url) as session:
+        done_rows = int(load_cursor(session, CSV_SOURCE).get(path.name, 0))
+    export = open_leads_export(path, mapping, local_zone)
+    described = export.describe()
+    stats.extra["csv_files"] = [
+        ", ".join(f"{k} {v}" if k != "file" else str(v) for k, v in described.items())
+    ]
+    batch: list[dict[str, Any]] = []
+    refs: list[str | None] = []
+    last_row = done_rows
+    from_file_time = 0
+    for row_number, record in export.rows(start_row=done_rows):
+        if record.pop("_time_from_file", False):
+            from_file_time += 1
+        batch.append(record)
+        refs.append(f"{path.name}:{row_number}")
+        last_row = row_number
+        if len(batch) >= CSV_BATCH_ROWS:
+            stats.merge(_write_csv_batch(database_url, path.name, batch, refs, last_row, default_region))
+            batch, refs = [], []
+    if batch:
+        stats.merge(_write_csv_batch(database_url, path.name, batch, refs, last_row, default_region))
+    if from_file_time:
+        stats.warn(
+            f"{path.name}: {from_file_time} row(s) have no time of their own; the file's time "
+            f"({export.file_time:%Y-%m-%d %H:%M} UTC) was taken"
+        )
     return stats
 
 

@@ -664,6 +664,8 @@ class MailReceipt(Base):
     location: Mapped[str | None] = mapped_column(String(300))
     variant: Mapped[str] = mapped_column(String(20))
     disposition: Mapped[str] = mapped_column(String(20))
+    # report | subject: a disposition read from the subject ("Read: ...") is less sure.
+    disposition_source: Mapped[str] = mapped_column(String(10), default="report", server_default="report")
     reader: Mapped[str | None] = mapped_column(String(320))
     subject: Mapped[str | None] = mapped_column(Text)
     original_message_id: Mapped[str | None] = mapped_column(String(500))

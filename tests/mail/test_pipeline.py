@@ -146,7 +146,13 @@ def test_every_variant_is_correlated_recorded_and_alerted_once(
     assert receipts["<r4@client.example.ru>"].status == "not_read"
     assert receipts["<r4@client.example.ru>"].subject == "Не прочитано: Договор поставки"
     plain = receipts["<r5@client.example.ru>"]
-    assert (plain.status, plain.match_method, plain.confidence) == ("opened", "subject_reader_window", 0.4)
+    # A plain-text notice: "opened" read from its subject, so its confidence is scaled down too.
+    assert (plain.status, plain.match_method, plain.disposition_source) == (
+        "opened",
+        "subject_reader_window",
+        "subject",
+    )
+    assert plain.confidence == 0.3
     assert plain.subject == "Прочитано: Счёт на оплату"
     assert receipts["<r6@client.example.ru>"].status == "uncorrelated"
 
