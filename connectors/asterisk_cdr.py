@@ -159,6 +159,19 @@ class CdrLayout:
 
     name: str
     columns: tuple[str, ...]
+    # Positions of the columns the hub reads (a custom mapping may carry others).
+    known: tuple[tuple[int, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.known:
+            known = tuple((i, c) for i, c in enumerate(self.columns) if c in CDR_COLUMNS)
+            object.__setattr__(self, "known", known)
+
+    def record(self, fields: list[str]) -> dict[str, str]:
+        """The row's known columns by name."""
+        if len(self.known) == len(self.columns):
+            return dict(zip(self.columns, fields, strict=False))
+        return {c: fields[i] for i, c in self.known}
 
     @classmethod
     def configured(cls, columns: Sequence[str]) -> CdrLayout:
@@ -251,15 +264,30 @@ class CdrOptions:
 
     def __post_init__(self) -> None:
         self._pbx_apps = frozenset(app.lower() for app in self.pbx_apps)
+        # A PBX has a handful of contexts and peers: each is matched against the patterns once.
+        self._inbound: dict[str, bool] = {}
+        self._trunk: dict[str, bool] = {}
 
     def layout_guess(self) -> LayoutGuess:
         return LayoutGuess(CdrLayout.configured(self.columns) if self.columns else None)
 
     def is_inbound_context(self, context: str) -> bool:
-        return any(fnmatchcase(context.lower(), p.lower()) for p in self.inbound_contexts)
+        known = self._inbound.get(context)
+        if known is None:
+            lowered = context.lower()
+            known = self._inbound[context] = any(
+                fnmatchcase(lowered, p.lower()) for p in self.inbound_contexts
+            )
+        return known
 
     def is_trunk(self, peer: str | None) -> bool:
-        return bool(peer) and any(fnmatchcase(str(peer).lower(), p.lower()) for p in self.trunk_peers)
+        if not peer:
+            return False
+        known = self._trunk.get(peer)
+        if known is None:
+            lowered = peer.lower()
+            known = self._trunk[peer] = any(fnmatchcase(lowered, p.lower()) for p in self.trunk_peers)
+        return known
 
     def is_pbx_app(self, app: str) -> bool:
         return app.strip().lower() in self._pbx_apps
@@ -305,21 +333,23 @@ def _dials_out(lastdata: str) -> bool:
     return False
 
 
-def leg_direction(row: CdrRow, options: CdrOptions) -> Direction:
+def leg_direction(
+    row: CdrRow, options: CdrOptions, caller_peer: str | None, callee_peer: str | None
+) -> Direction:
     """Inbound when the call entered an inbound context or came from a trunk peer; outbound when
     it left through a trunk peer or a Dial through a peer; else internal."""
-    if options.is_inbound_context(row.dcontext) or options.is_trunk(channel_peer(row.channel)):
+    if options.is_inbound_context(row.dcontext) or options.is_trunk(caller_peer):
         return "inbound"
-    if options.is_trunk(channel_peer(row.dstchannel)) or _dials_out(row.lastdata):
+    if options.is_trunk(callee_peer) or _dials_out(row.lastdata):
         return "outbound"
     return "internal"
 
 
-def _local_peer(channel: str) -> str | None:
-    """The phone behind a channel, unless it is a Local channel or a trunk."""
-    if not channel or channel.lower().startswith("local/"):
+def _phone_peer(channel: str, peer: str | None) -> str | None:
+    """The phone behind a channel, unless it is a Local channel."""
+    if not peer or channel[:6].lower() == "local/":
         return None
-    return channel_peer(channel)
+    return peer
 
 
 def row_to_leg(fields: list[str], layout: CdrLayout | None, options: CdrOptions, zone: ZoneInfo) -> Call:
@@ -334,11 +364,10 @@ def row_to_leg(fields: list[str], layout: CdrLayout | None, options: CdrOptions,
                 "name the columns of another layout in the CDR column setting"
             )
         )
-    row = CdrRow.model_validate(
-        {c: v for c, v in zip(layout.columns, fields, strict=False) if c in CDR_COLUMNS}
-    )
+    row = CdrRow.model_validate(layout.record(fields))
     started = row.start.replace(tzinfo=zone)
-    direction = leg_direction(row, options)
+    caller_peer, callee_peer = channel_peer(row.channel), channel_peer(row.dstchannel)
+    direction = leg_direction(row, options, caller_peer, callee_peer)
     caller = row.src or _clid_number(row.clid)
     disposition = DISPOSITIONS[row.disposition]
     status = row.disposition
@@ -349,9 +378,9 @@ def row_to_leg(fields: list[str], layout: CdrLayout | None, options: CdrOptions,
         disposition = "missed"
         status = f"ANSWERED by the PBX ({row.lastapp})"[:50] if not row.dstchannel else "ANSWERED, 0 s"
     if direction == "outbound":
-        extension = _local_peer(row.channel) or (caller or None)
+        extension = _phone_peer(row.channel, caller_peer) or (caller or None)
     else:
-        extension = _local_peer(row.dstchannel)
+        extension = _phone_peer(row.dstchannel, callee_peer)
         if options.is_trunk(extension):
             extension = None
     recording = None
@@ -359,9 +388,8 @@ def row_to_leg(fields: list[str], layout: CdrLayout | None, options: CdrOptions,
         recording = options.recording_base_url.rstrip("/") + "/" + row.userfield.strip().lstrip("/")
     uniqueid = row.uniqueid.strip()
     call_id = row.linkedid.strip() or uniqueid or f"{row.channel}@{row.start.isoformat()}"
-    leg_ref = (
-        f"{uniqueid or row.channel}:{row.sequence if row.sequence is not None else row.start.isoformat()}"
-    )
+    start_text = fields[layout.columns.index("start")].strip()
+    leg_ref = f"{uniqueid or row.channel}:{row.sequence if row.sequence is not None else start_text}"
     return Call(
         provider=PROVIDER,
         call_id=call_id,

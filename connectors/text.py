@@ -58,7 +58,13 @@ def codec_of(declared: str | None) -> str | None:
 
 
 def decode_text(data: bytes) -> str:
-    """UTF-8 (or UTF-16 with a BOM) when the bytes are that, else Windows-1251."""
+    """UTF-8 (or UTF-16 with a BOM) when the bytes are that, else Windows-1251. (Called per line
+    by the CDR reader: the common case is one attempt.)"""
+    if data[:1] not in (b"\xef", b"\xff", b"\xfe"):
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            return data.decode(FALLBACK_ENCODING, errors="replace")
     return decode_bytes(data).text
 
 
