@@ -181,6 +181,14 @@ class LeadsExport:
             out["dates"] = self.order.describe()
         return out
 
+    def _generic(self, row: dict[str | None, Any]) -> dict[str, Any]:
+        record = _record(row)
+        if not (isinstance(record.get("submitted_at"), str) and record["submitted_at"].strip()):
+            # No time of its own: the file's (the import says how many rows took it).
+            record["submitted_at"] = self.file_time.isoformat()
+            record["_time_from_file"] = True
+        return record
+
     def rows(self, start_row: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
         """(row number, record) from `start_row` on, streamed (a million-row export is not held
         in memory); a missing `id` is derived from the row's content so that importing the same
@@ -205,7 +213,7 @@ class LeadsExport:
                     continue
                 row_number += 1
                 if row_number > start_row:
-                    yield row_number, _with_id(reader_of.record(row) if reader_of else _record(row))
+                    yield row_number, _with_id(reader_of.record(row) if reader_of else self._generic(row))
 
 
 def open_leads_export(

@@ -210,3 +210,17 @@ def test_a_folder_of_exports_of_different_tools(sqlite_store: str, tmp_path: Pat
     stats = sync_csv_dir(sqlite_store, folder, "RU", MOSCOW)
     assert (stats.written, stats.quarantined, stats.extra["files"]) == (6, 3, 3)
     assert len(stats.extra["csv_files"]) == 3
+
+
+def test_the_sites_own_export_without_a_time_column_takes_the_files(
+    sqlite_store: str, tmp_path: Path
+) -> None:
+    path = tmp_path / "old-landing.csv"
+    path.write_text("Имя;Телефон\nБез даты;+79161234567\n", encoding="utf-8")
+    stamp = datetime(2024, 3, 6, 8, 30, tzinfo=UTC).timestamp()
+    os.utime(path, (stamp, stamp))
+    stats = sync_csv_file(sqlite_store, path, "RU")
+    assert stats.written == 1 and "1 row(s) have no time" in stats.extra["warnings"][0]
+    assert _leads(sqlite_store)["Без даты"].submitted_at.replace(tzinfo=UTC) == datetime(
+        2024, 3, 6, 8, 30, tzinfo=UTC
+    )

@@ -2,7 +2,7 @@
 report is missing or malformed), so that a subject-only "opened" counts less surely.
 
 Revision ID: 1601_receipt_disposition_source
-Revises: 0200
+Revises: 1401 (written on 0200; chained onto the head main had when rebased)
 Create Date: 2026-12-04 20:00:00
 """
 
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "1601_receipt_disposition_source"
-down_revision: str | Sequence[str] | None = "0200"
+down_revision: str | Sequence[str] | None = "1401"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
