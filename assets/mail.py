@@ -25,8 +25,8 @@ from sqlalchemy import func, or_, select
 from assets.metadata import ingest_metadata, markdown_table
 from assets.resources import HubSettingsResource, MailResource, StoreResource
 from assets.retries import TRANSIENT_RETRY_POLICY, fail_fast_on_permanent_errors
-from hub.alerts.deliver import MAIL_ALERT_KINDS, deliver_pending, transports_from_settings
-from hub.ingest.mail_watch import MailPassResult, imap_mailbox, retry_policy, run_mail_pass
+from hub.alerts.deliver import MAIL_ALERT_KINDS, close_transports, deliver_pending, transports_from_settings
+from hub.ingest.mail_watch import MailPassResult, imap_mailboxes, retry_policy, run_mail_pass
 from hub.masking import mask_email, mask_text
 from hub.store.models import AlertOutbox, MailReceipt
 from hub.timeutil import utcnow
@@ -53,14 +53,14 @@ def mail_receipts(
     hub_settings: HubSettingsResource,
 ) -> MaterializeResult:
     settings = mail.effective(hub_settings.load().mail)
-    mailbox = imap_mailbox(settings) if settings.imap_host else None
+    accounts = imap_mailboxes(settings)
     try:
         # The scheduled run also retries the queue against mail recorded by other means.
-        result = run_mail_pass(store.database_url, settings, mailbox, transports=None, retry_queue=True)
+        result = run_mail_pass(store.database_url, settings, accounts, transports=None, retry_queue=True)
     finally:
-        if mailbox is not None:
-            mailbox.close()
-    if mailbox is None and not settings.maildir:
+        for account in accounts:
+            account.close()
+    if not accounts and not settings.maildir:
         context.log.info("no mailbox is configured (docs/mail.md)")
     with store.session() as session:
         queue = session.scalar(
@@ -121,7 +121,11 @@ def mail_alerts(
     hub_settings: HubSettingsResource,
 ) -> MaterializeResult:
     settings = mail.effective(hub_settings.load().mail)
-    stats = deliver_pending(store.database_url, transports_from_settings(settings), retry_policy(settings))
+    transports = transports_from_settings(settings)
+    try:
+        stats = deliver_pending(store.database_url, transports, retry_policy(settings))
+    finally:
+        close_transports(transports)
     for error in stats.errors[:5]:
         context.log.warning("alert not delivered: %s", error)
     with store.session() as session:

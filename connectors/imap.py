@@ -11,6 +11,7 @@ import socket
 import ssl
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,9 @@ NETWORK_ERRORS: tuple[type[BaseException], ...] = (
 
 class ImapMailbox:
     """One IMAP account. TLS by default; every socket operation has a timeout, because a dropped
-    connection during IDLE otherwise hangs forever."""
+    connection during IDLE otherwise hangs forever. `name` tells the accounts of one hub apart
+    (cursors, logs); `credential_setting` is named when the login is refused. The password is
+    never part of the object's repr or of any message."""
 
     def __init__(
         self,
@@ -57,16 +60,23 @@ class ImapMailbox:
         timeout_s: float = 30.0,
         verify_tls: bool = True,
         batch_size: int = FETCH_BATCH,
+        name: str = "",
+        credential_setting: str = "the IMAP username and password settings",
     ) -> None:
         self.host = host
         self.port = port
         self.username = username
-        self.password = password
+        self._password = password
+        self.name = name
+        self.credential_setting = credential_setting
         self.security = security
         self.timeout_s = timeout_s
         self.verify_tls = verify_tls
         self.batch_size = batch_size
         self._client: IMAPClient | None = None
+
+    def __repr__(self) -> str:
+        return f"ImapMailbox({self.name or self.username!r} at {self.host}:{self.port})"
 
     def _ssl_context(self) -> ssl.SSLContext:
         context = ssl.create_default_context()
@@ -93,11 +103,10 @@ class ImapMailbox:
             )
             if self.security == "starttls":
                 client.starttls(self._ssl_context())
-            client.login(self.username, self.password)
+            client.login(self.username, self._password)
         except LoginError:
             raise CredentialError(
-                f"IMAP {self.host} refused the login for {self.username!r}: check HUB_MAIL__IMAP_USERNAME "
-                "and HUB_MAIL__IMAP_PASSWORD"
+                f"IMAP {self.host} refused the login for {self.username!r}: check {self.credential_setting}"
             ) from None
         except NETWORK_ERRORS as exc:
             raise ConnectionDropped(f"cannot connect to IMAP {self.host}:{self.port}: {exc}") from None
@@ -135,13 +144,22 @@ class ImapFolderSource:
         self.mailbox = mailbox_
         self.folder = folder
         self.move_to = move_to
-        self.name = f"imap:{folder}"
+        # The single-account name stays "imap:<folder>" so existing stores keep their cursors.
+        self.name = f"imap:{mailbox_.name}:{folder}" if mailbox_.name else f"imap:{folder}"
+        self._where = f"imap:{mailbox_.name}:{folder}" if mailbox_.name else f"imap:{folder}"
         self.rescanned = False
 
     def select(self) -> int:
         """Select the folder; returns its UIDVALIDITY."""
-        info = self.mailbox.client.select_folder(self.folder, readonly=not self.move_to)
+        client = self.mailbox.client
+        info = client.select_folder(self.folder, readonly=not self.move_to)
+        _pop_exists(client)  # SELECT's own EXISTS is the folder's size, not news
         return int(info[b"UIDVALIDITY"])
+
+    def announced_new_mail(self) -> bool:
+        """Whether the server announced new mail (EXISTS) in an answer to an earlier command
+        (a SEARCH or FETCH while mail was landing): such news is not repeated in IDLE."""
+        return _pop_exists(self.mailbox.client)
 
     def select_uidnext(self) -> int | None:
         """Select the folder again (so IDLE reports only what comes after) and return its
@@ -185,16 +203,38 @@ class ImapFolderSource:
                 item = data.get(uid)
                 if item is None or b"BODY[]" not in item:
                     continue  # expunged between SEARCH and FETCH
-                arrived = item.get(b"INTERNALDATE")
-                messages.append(
-                    MailMessage(
-                        location=f"imap:{self.folder}:{uidvalidity}:{uid}",
-                        uid=uid,
-                        raw=item[b"BODY[]"],
-                        arrived_at=_aware(arrived) if isinstance(arrived, datetime) else None,
-                    )
-                )
-            yield messages, {"folder": self.folder, "uidvalidity": uidvalidity, "last_uid": chunk[-1]}
+                messages.append(self._message(uidvalidity, uid, item))
+            yield messages, self.cursor(uidvalidity, chunk[-1])
+
+    def cursor(self, uidvalidity: int, last_uid: int) -> dict[str, Any]:
+        return {"folder": self.folder, "uidvalidity": uidvalidity, "last_uid": last_uid}
+
+    def _message(self, uidvalidity: int, uid: int, item: dict[bytes, Any]) -> MailMessage:
+        arrived = item.get(b"INTERNALDATE")
+        return MailMessage(
+            location=f"{self._where}:{uidvalidity}:{uid}",
+            uid=uid,
+            raw=item[b"BODY[]"],
+            arrived_at=_aware(arrived) if isinstance(arrived, datetime) else None,
+        )
+
+    def fetch_after(self, last_uid: int, uidvalidity: int) -> FetchResult:
+        """The messages above `last_uid` in the selected folder, in one round trip (UID FETCH
+        n:* without a SEARCH), for a watcher that has just left IDLE. `more` is True when the
+        server announced new mail (EXISTS) while answering: that announcement is not repeated
+        once IDLE is entered again, so the caller fetches once more instead of waiting."""
+        client = self.mailbox.client
+        try:
+            data = client.fetch(f"{last_uid + 1}:*", ["BODY.PEEK[]", "INTERNALDATE"])
+            more = _pop_exists(client)
+        except NETWORK_ERRORS as exc:
+            self.mailbox.drop()
+            raise ConnectionDropped(f"IMAP connection lost while reading {self.folder}: {exc}") from None
+        # `n:*` always includes the top message, even below n: filter ourselves.
+        uids = sorted(uid for uid, item in data.items() if uid > last_uid and b"BODY[]" in item)
+        messages = [self._message(uidvalidity, uid, data[uid]) for uid in uids]
+        cursor = self.cursor(uidvalidity, uids[-1]) if uids else None
+        return FetchResult(messages, cursor, more)
 
     def after_commit(self, messages: list[MailMessage]) -> None:
         """Move processed messages out of the folder when configured: MOVE where the server has
@@ -221,39 +261,82 @@ class ImapFolderSource:
             self.mailbox.drop()
 
 
+@dataclass
+class FetchResult:
+    messages: list[MailMessage]
+    cursor: dict[str, Any] | None  # covers `messages`; None when there were none
+    more: bool
+
+
+def _pop_exists(client: IMAPClient) -> bool:
+    """Whether the server sent an untagged EXISTS since the last look. imapclient returns only
+    the FETCH responses of a fetch; imaplib keeps the others in `untagged_responses` (imapclient
+    reads SELECT's answer from there the same way)."""
+    return bool(client._imap.untagged_responses.pop("EXISTS", None))
+
+
 def _aware(value: datetime) -> datetime:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 class IdleSession:
-    """IMAP IDLE on the selected folder with the checks a long-running watcher needs: a server
-    BYE, EOF, or an idle_check that returns at once (imapclient #565) all raise
-    ConnectionDropped so the caller reconnects."""
+    """IMAP IDLE on the selected folder, in three steps so that a watcher can re-arm IDLE before
+    it processes what it fetched: `start`, `wait` (any number of times), `done`. A server BYE,
+    EOF, or a wait that returns at once with nothing (imapclient #565) raise ConnectionDropped
+    so the caller reconnects."""
 
     def __init__(self, client: IMAPClient, check_s: float) -> None:
         self.client = client
         self.check_s = check_s
+        self.active = False
 
-    def wait(self, timeout_s: float | None = None) -> list[Any]:
-        """Block up to timeout_s (default check_s) for server news; returns the untagged
-        responses (EXISTS etc.), including those the server sends when IDLE ends."""
-        timeout_s = timeout_s or self.check_s
+    def start(self) -> None:
         try:
             self.client.idle()
+        except NETWORK_ERRORS as exc:
+            raise ConnectionDropped(f"IDLE failed: {type(exc).__name__}: {exc}") from None
+        self.active = True
+
+    def wait(self, timeout_s: float | None = None) -> IdleNews:
+        """Block up to timeout_s (default check_s) for server news; returns at the first."""
+        timeout_s = timeout_s or self.check_s
+        try:
             started = time.monotonic()
             responses = self.client.idle_check(timeout=timeout_s)
             elapsed = time.monotonic() - started
-            if any(_is_bye(r) for r in responses):
-                raise ConnectionDropped("server said BYE during IDLE")
-            if not responses and elapsed < timeout_s / 2:
-                raise ConnectionDropped(f"IDLE returned after {elapsed:.2f}s with nothing: connection lost")
-            more = self.client.idle_done()
-            extra = list(more[1]) if isinstance(more, tuple) and len(more) > 1 else []
-            return list(responses) + extra
-        except ConnectionDropped:
-            raise
         except NETWORK_ERRORS as exc:
             raise ConnectionDropped(f"IDLE failed: {type(exc).__name__}: {exc}") from None
+        if any(_is_bye(r) for r in responses):
+            raise ConnectionDropped("server said BYE during IDLE")
+        if not responses and elapsed < timeout_s / 2:
+            raise ConnectionDropped(f"IDLE returned after {elapsed:.2f}s with nothing: connection lost")
+        return IdleNews(list(responses))
+
+    def done(self) -> IdleNews:
+        """End IDLE; returns what the server sent since the last wait."""
+        if not self.active:
+            return IdleNews([])
+        self.active = False
+        try:
+            more = self.client.idle_done()
+        except NETWORK_ERRORS as exc:
+            raise ConnectionDropped(f"ending IDLE failed: {type(exc).__name__}: {exc}") from None
+        extra = list(more[1]) if isinstance(more, tuple) and len(more) > 1 else []
+        return IdleNews(extra)
+
+
+@dataclass
+class IdleNews:
+    """Untagged responses received in IDLE."""
+
+    responses: list[Any]
+
+    @property
+    def new_mail(self) -> bool:
+        # EXISTS (and RECENT) announce mail; flag changes, EXPUNGE and "OK Still here" do not.
+        return any(
+            isinstance(r, tuple) and len(r) > 1 and r[1] in (b"EXISTS", b"RECENT") for r in self.responses
+        )
 
 
 def _is_bye(response: Any) -> bool:

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -175,6 +175,35 @@ class OpsSettings(Section):
     max_delivery_attempts: int = Field(5, ge=1)
 
 
+ALERT_LANGUAGES = ("ru", "pl", "en")
+
+
+class MailboxSettings(Section):
+    """One more IMAP mailbox `hub watch-mail` holds IDLE on (a rep's own), beside or instead of
+    imap_host/imap_username. Its password is read from the environment only:
+    HUB_MAIL__MAILBOX_PASSWORDS__<NAME>."""
+
+    name: str = Field(
+        pattern=r"^[a-z0-9_]{1,40}$",
+        description="Short id (a-z, 0-9, _): names the cursor, the log lines and the password variable",
+    )
+    username: str
+    host: str = Field("", description="Empty: imap_host")
+    port: int = Field(0, ge=0, lt=65536, description="0: imap_port")
+    security: str = Field("", pattern="^(|ssl|starttls|plain)$", description="Empty: imap_security")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_password_here(cls, data: Any) -> Any:
+        if isinstance(data, dict) and any(k in data for k in ("password", "imap_password")):
+            name = str(data.get("name", "<name>")).upper()
+            raise ValueError(
+                "a mailbox's password is read from the environment only: remove it here and set "
+                f"HUB_MAIL__MAILBOX_PASSWORDS__{name}"
+            )
+        return data
+
+
 class MailSettings(Section):
     """The sales mailbox (read receipts, sent mail), the open-tracking pixel and the alerts
     sent to reps when a client opens their email."""
@@ -187,6 +216,11 @@ class MailSettings(Section):
     # Secret: from HUB_MAIL__IMAP_PASSWORD only.
     imap_password: str = Field("", repr=False)
     imap_timeout_s: float = Field(30.0, gt=0)
+    # More mailboxes (one per rep), each watched on its own connection; in YAML or as JSON in
+    # HUB_MAIL__MAILBOXES, e.g. [{"name": "anna", "username": "anna@example.ru"}].
+    mailboxes: list[MailboxSettings] = Field(default_factory=list)
+    # Secret: HUB_MAIL__MAILBOX_PASSWORDS__<NAME>=... for each entry of mailboxes (environment only).
+    mailbox_passwords: dict[str, str] = Field(default_factory=dict, repr=False)
     verify_tls: bool = True
     receipts_folder: str = "INBOX"
     sent_folder: str = Field("Sent", description="Sent mail read for Message-IDs; empty: not read")
@@ -202,6 +236,16 @@ class MailSettings(Section):
     # Pixel fetches this soon after sending are scanners or prefetchers, not people.
     pixel_min_seconds_after_send: int = Field(10, ge=0)
     alert_channels: list[str] = Field(default_factory=lambda: ["smtp"])
+    alert_language: str = Field(
+        "ru", pattern="^(ru|pl|en)$", description="Language of reps' alerts when crm_reps.locale is empty"
+    )
+    public_base_url: str = Field(
+        "",
+        description="Public URL of `hub serve` (https://hub.example.ru): alerts link to the contact's page",
+    )
+    alert_eml_dir: str = Field(
+        "", description="Write email alerts as .eml files into this folder instead of SMTP (demo, trials)"
+    )
     smtp_host: str = ""
     smtp_port: int = Field(587, gt=0)
     smtp_security: str = Field("starttls", pattern="^(ssl|starttls|plain)$")
@@ -218,6 +262,18 @@ class MailSettings(Section):
     alert_max_attempts: int = Field(8, ge=1)
     alert_backoff_s: float = Field(5.0, ge=0)
     alert_backoff_max_s: float = Field(900.0, ge=0)
+
+    @model_validator(mode="after")
+    def _mailboxes_unique(self) -> MailSettings:
+        names = [m.name for m in self.mailboxes]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"mailbox names must be unique; repeated: {', '.join(repeated)}")
+        if self.smtp_host and self.alert_eml_dir:
+            raise ValueError(
+                "set either smtp_host (send alerts) or alert_eml_dir (write them to files), not both"
+            )
+        return self
 
 
 class TwilioSettings(Section):

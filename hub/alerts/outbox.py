@@ -4,6 +4,7 @@ an idempotency key; a rep's quiet hours postpone the first attempt instead of dr
 from __future__ import annotations
 
 from datetime import datetime, time, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy.orm import Session
@@ -66,6 +67,7 @@ def enqueue_alert(
     event_at: datetime,
     channels: list[str],
     now: datetime | None = None,
+    details: dict[str, Any] | None = None,
 ) -> int:
     """Stage one outbox row per reachable channel; a key already queued is left as it is.
     Returns how many rows were added."""
@@ -84,6 +86,7 @@ def enqueue_alert(
             "next_attempt_at": first_attempt,
             "event_at": event_at,
             "created_at": now,
+            "details": details,
         }
         for channel, recipient in recipients_for(rep, channels)
     ]

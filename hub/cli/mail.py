@@ -32,31 +32,43 @@ def register(main: click.Group, inspect: click.Group) -> None:
     "(DAGSTER_HOME).",
 )
 def watch_mail(once: bool, report_to_dagster: bool) -> None:
-    """Hold IMAP IDLE on the receipts folder and alert reps within seconds of a client opening
-    their email. Reconnects with backoff and catches up from the saved cursors."""
-    from hub.alerts.deliver import transports_from_settings
-    from hub.ingest.mail_watch import MailWatcher, imap_mailbox, run_mail_pass
+    """Hold IMAP IDLE on every configured mailbox (one connection each) and alert reps within
+    seconds of a client opening their email. Each mailbox reconnects on its own, from its own
+    saved cursor; alerts are sent by this process right after they are recorded."""
+    from hub.alerts.deliver import close_transports, transports_from_settings
+    from hub.ingest.mail_watch import MailWatcher, imap_mailboxes, run_mail_pass
+    from hub.settings import SettingsError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     mail = settings.mail
+    try:
+        accounts = imap_mailboxes(mail)
+    except SettingsError as exc:
+        raise click.UsageError(str(exc)) from None
     transports = transports_from_settings(mail)
     if not transports:
-        click.echo("no alert channel is configured (HUB_MAIL__SMTP_HOST, telegram, slack): alerts wait")
+        click.echo(
+            "WARNING: no alert channel is configured (HUB_MAIL__SMTP_HOST, HUB_MAIL__ALERT_EML_DIR, "
+            "telegram, slack): opens are recorded but no rep is alerted",
+            err=True,
+        )
     reporter = None
     if report_to_dagster:
         # The CLI is the entry point: reporting to Dagster lives in assets/.
         from assets.mail import watcher_reporter
 
         reporter = watcher_reporter()
-    if once or not mail.imap_host:
-        if not mail.imap_host and not once:
-            click.echo("HUB_MAIL__IMAP_HOST is not set: nothing to watch; running one pass over the files")
-        mailbox = imap_mailbox(mail) if mail.imap_host else None
+    if once or not accounts:
+        if not accounts and not once:
+            click.echo("no IMAP mailbox is configured: nothing to watch; running one pass over the files")
         started = time.monotonic()
-        result = run_mail_pass(settings.database_url, mail, mailbox, transports)
-        if mailbox is not None:
-            mailbox.close()
+        try:
+            result = run_mail_pass(settings.database_url, mail, accounts, transports)
+        finally:
+            for account in accounts:
+                account.close()
+            close_transports(transports)
         if reporter is not None:
             reporter(result, timedelta(seconds=time.monotonic() - started))
         click.echo(json.dumps(result.as_dict(), ensure_ascii=False, default=str))
@@ -68,18 +80,24 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
         elapsed = timedelta(seconds=time.monotonic() - last[0])
         last[0] = time.monotonic()
         summary = result.as_dict()
-        click.echo(json.dumps({"pass": summary["receipts"], "alerts": summary["alerts"]}, default=str))
+        click.echo(json.dumps({"mailbox": summary["mailbox"], "pass": summary["receipts"]}, default=str))
         if reporter is not None:
             reporter(result, elapsed)
 
-    watcher = MailWatcher(settings.database_url, mail, transports, on_pass=on_pass)
+    def on_delivery(stats: Any) -> None:
+        click.echo(json.dumps({"alerts": stats.as_dict(), "errors": stats.errors[:3]}, ensure_ascii=False))
+
+    watcher = MailWatcher(settings.database_url, mail, transports, on_pass=on_pass, on_delivery=on_delivery)
 
     def stop(_signum: int, _frame: Any) -> None:
         watcher.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    click.echo(f"watching {mail.imap_host}/{mail.receipts_folder} (IDLE); Ctrl-C to stop")
+    names = ", ".join(w.label for w in watcher.watchers)
+    click.echo(
+        f"watching {len(accounts)} mailbox(es) on IDLE ({mail.receipts_folder}): {names}; Ctrl-C to stop"
+    )
     watcher.run()
 
 
@@ -91,14 +109,19 @@ def alerts() -> None:
 @alerts.command("deliver")
 def alerts_deliver() -> None:
     """Send every due alert once (SMTP, Telegram, Slack), with retries left for later runs."""
-    from hub.alerts.deliver import deliver_pending, transports_from_settings
+    from hub.alerts.deliver import close_transports, deliver_pending, transports_from_settings
     from hub.ingest.mail_watch import retry_policy
 
     settings = load_settings()
     transports = transports_from_settings(settings.mail)
     if not transports:
-        raise click.UsageError("no alert channel is configured: set HUB_MAIL__SMTP_HOST or a chat channel")
-    stats = deliver_pending(settings.database_url, transports, retry_policy(settings.mail))
+        raise click.UsageError(
+            "no alert channel is configured: set HUB_MAIL__SMTP_HOST (or HUB_MAIL__ALERT_EML_DIR) or a chat channel"
+        )
+    try:
+        stats = deliver_pending(settings.database_url, transports, retry_policy(settings.mail))
+    finally:
+        close_transports(transports)
     click.echo(json.dumps({**stats.as_dict(), "errors": stats.errors[:10]}, ensure_ascii=False))
 
 

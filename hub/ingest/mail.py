@@ -15,6 +15,8 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from connectors.receipts import NotAReceipt, parse_receipt, parse_sent_email, subject_key
+from hub.alerts import templates
+from hub.alerts.links import contact_url
 from hub.alerts.outbox import enqueue_alert
 from hub.ingest.stats import IngestStats
 from hub.masking import mask_email
@@ -353,9 +355,7 @@ def record_open(session: Session, sent: Activity, event: OpenEvent, mail: MailSe
         )
         return False
     rep = session.get(Rep, rep_id) if rep_id is not None else None
-    contact = session.get(Contact, sent.contact_id) if sent.contact_id is not None else None
-    who = (contact.name if contact and contact.name else None) or (sent.to_addr or "the client")
-    title = f"Client opened your email — call now: {who}"
+    facts = open_alert_facts(session, sent, event, rep, mail)
     upsert(
         session,
         Task,
@@ -364,7 +364,7 @@ def record_open(session: Session, sent: Activity, event: OpenEvent, mail: MailSe
                 "source_system": TASK_SOURCE,
                 "source_ref": f"call_now:{event.message_id}",
                 "kind": "call_now",
-                "title": title[:500],
+                "title": templates.task_title(facts)[:500],
                 "rep_id": rep_id,
                 "contact_id": sent.contact_id,
                 "deal_id": sent.deal_id,
@@ -380,37 +380,51 @@ def record_open(session: Session, sent: Activity, event: OpenEvent, mail: MailSe
         enqueue_alert(
             session,
             key=f"email_opened:{event.message_id}",
-            kind="email_opened",
+            kind=templates.EMAIL_OPENED,
             rep=rep,
-            subject=f"{who} opened your email — call now",
-            body=_alert_body(session, sent, contact, event),
+            subject=templates.subject(facts),
+            body=templates.as_text(templates.lines(facts)),
             event_at=event.opened_at,
             channels=mail.alert_channels,
+            details=facts,
         )
     return True
+
+
+def open_alert_facts(
+    session: Session, sent: Activity, event: OpenEvent, rep: Rep | None, mail: MailSettings
+) -> dict[str, Any]:
+    """What the rep is told about an open, as data (kept with the outbox row, rendered per
+    channel by hub/alerts/templates.py): who opened what and when, how to reach them, the deal."""
+    contact = session.get(Contact, sent.contact_id) if sent.contact_id is not None else None
+    deal = session.get(Deal, sent.deal_id) if sent.deal_id is not None else None
+    email = (contact.email if contact is not None else None) or (sent.to_addr or "").split(",")[0].strip()
+    return {
+        "template": templates.EMAIL_OPENED,
+        "language": templates.language_of(rep.locale if rep else None, mail.alert_language),
+        "timezone": rep.timezone if rep is not None else None,
+        "rep": rep.name if rep is not None else None,
+        "person": contact.name if contact is not None else None,
+        "company": contact.company if contact is not None else None,
+        "phone_e164": contact.phone_e164 if contact is not None else None,
+        "phone_ext": contact.phone_ext if contact is not None else None,
+        "email": email or None,
+        "email_subject": sent.subject,
+        "sent_message_id": sent.message_id,
+        "opened_at": as_utc(event.opened_at).isoformat(),
+        "via": event.via,
+        "deal_title": (deal.title or deal.source_ref) if deal is not None else None,
+        "deal_amount": str(deal.amount) if deal is not None and deal.amount is not None else None,
+        "deal_currency": deal.currency if deal is not None else None,
+        "deal_stage": deal.stage if deal is not None else None,
+        "contact_url": contact_url(session, contact.id, mail) if contact is not None else None,
+    }
 
 
 def _owner_of(session: Session, contact_id: int | None) -> int | None:
     if contact_id is None:
         return None
     return session.scalar(select(Contact.owner_rep_id).where(Contact.id == contact_id))
-
-
-def _alert_body(session: Session, sent: Activity, contact: Contact | None, event: OpenEvent) -> str:
-    lines = [
-        f'The client opened "{sent.subject or "(no subject)"}" at {as_utc(event.opened_at):%Y-%m-%d %H:%M} UTC '
-        f"(seen by {event.via}).",
-    ]
-    if contact is not None:
-        lines.append(f"Contact: {contact.name or ''} {contact.company or ''}".rstrip())
-        if contact.phone_e164:
-            lines.append(f"Phone: {contact.phone_e164}")
-    if sent.deal_id is not None:
-        deal = session.get(Deal, sent.deal_id)
-        if deal is not None:
-            lines.append(f"Deal: {deal.title or deal.source_ref} ({deal.stage})")
-    lines.append("A call-now task is waiting in the CRM.")
-    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------- mailbox sync
@@ -427,6 +441,23 @@ def sync_receipts(database_url: str, source: MailSource, mail: MailSettings) -> 
     return _sync_source(
         database_url, source, lambda session, message: _ingest_receipt(session, message, mail)
     )
+
+
+def record_receipts(
+    database_url: str,
+    source_name: str,
+    messages: list[MailMessage],
+    cursor: dict[str, Any],
+    mail: MailSettings,
+) -> IngestStats:
+    """One fetched batch of receipts and the cursor that covers it, in one transaction (the
+    watcher's path: it fetched the batch itself while leaving IDLE)."""
+    stats = IngestStats()
+    with session_scope(database_url) as session:
+        for message in messages:
+            stats.merge(_ingest_receipt(session, message, mail))
+        save_cursor(session, source_name, cursor)
+    return stats
 
 
 def _sync_source(

@@ -71,6 +71,9 @@ class Rep(Base):
     quiet_start: Mapped[str | None] = mapped_column(String(5))
     quiet_end: Mapped[str | None] = mapped_column(String(5))
     chat_id: Mapped[str | None] = mapped_column(String(100))
+    # The language the hub writes to the rep in (alerts): ru, pl, en; empty: the company's
+    # (HUB_MAIL__ALERT_LANGUAGE). `languages` above is what the rep can serve leads in.
+    locale: Mapped[str | None] = mapped_column(String(8))
     # When the rep last received a routed lead: ties on load go to who waited longest.
     last_assigned_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
@@ -463,6 +466,9 @@ class AlertOutbox(Base):
     event_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = _created()
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What the alert says, as data (hub/alerts/templates.py renders it per channel and language);
+    # empty for alerts whose subject and body are their whole content (ops alerts).
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class WebhookInbox(Base):

@@ -173,7 +173,9 @@ def test_every_variant_is_correlated_recorded_and_alerted_once(
         "rep1@sales.example.ru",
         "rep2@sales.example.ru",
     ]
-    assert any("+79161234567" in m.get_content() for m in alerts)
+    # The client's phone in international form, and as a tel: link in the HTML part.
+    assert any("+7 916 123-45-67" in m.get_body(("plain",)).get_content() for m in alerts)
+    assert any('href="tel:+79161234567"' in m.get_body(("html",)).get_content() for m in alerts)
 
     # BODY.PEEK: the receipts are still unread for the rep.
     imap_admin.select_folder("INBOX", readonly=True)
