@@ -27,6 +27,7 @@ defs = Definitions(
         analytics.deals_move_only_forward,
         *accounting.ACCOUNTING_CHECKS,
         *crm.CRM_CHECKS,
+        *mail.MAIL_CHECKS,
     ],
     jobs=[hub_main_job, *source_jobs],
     schedules=[*source_schedules],

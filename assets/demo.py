@@ -6,6 +6,7 @@ from typing import Any
 
 from dagster import DagsterInstance, ExecuteInProcessResult
 
+from hub.demo.mail import alert_report
 from hub.demo.run import prepare_environment, set_up, summary
 from hub.settings import load_settings
 
@@ -39,5 +40,8 @@ def run_demo(reset: bool = False, echo: Callable[[str], None] = print) -> bool:
     echo("Store after the run:")
     for label, value in summary(load_settings().database_url):
         echo(f"  {label:<32} {value}")
+    settings = load_settings()
+    for line in alert_report(settings.database_url, settings.mail):
+        echo(f"  {line}" if line else "")
     echo(f"Runs are kept in {paths['dagster_home']}; open the UI on the same data with: hub ui")
     return bool(result.success)

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
     AssetExecutionContext,
     AssetKey,
     AssetObservation,
@@ -18,6 +20,7 @@ from dagster import (
     SensorEvaluationContext,
     SkipReason,
     asset,
+    asset_check,
     sensor,
 )
 from sqlalchemy import func, or_, select
@@ -26,6 +29,7 @@ from assets.metadata import ingest_metadata, markdown_table
 from assets.resources import HubSettingsResource, MailResource, StoreResource
 from assets.retries import TRANSIENT_RETRY_POLICY, fail_fast_on_permanent_errors
 from hub.alerts.deliver import MAIL_ALERT_KINDS, close_transports, deliver_pending, transports_from_settings
+from hub.alerts.health import delivery_verdict
 from hub.ingest.mail_watch import MailPassResult, imap_mailboxes, retry_policy, run_mail_pass
 from hub.masking import mask_email, mask_text
 from hub.store.models import AlertOutbox, MailReceipt
@@ -181,6 +185,26 @@ def mail_alerts_due_sensor(
     return RunRequest(run_key=f"alerts-{newest}-{count}-{now:%Y%m%d%H%M}")
 
 
+@asset_check(
+    asset=mail_alerts,
+    description="Reps' alerts reach them: a channel is configured, no alert waits for a channel without "
+    "transport, no channel is failing (retries, failures in 24 h), every open found a rep to alert.",
+)
+def alerts_reach_reps(
+    store: StoreResource, mail: MailResource, hub_settings: HubSettingsResource
+) -> AssetCheckResult:
+    configured = list(transports_from_settings(mail.effective(hub_settings.load().mail)))
+    with store.session() as session:
+        verdict = delivery_verdict(session, configured)
+    return AssetCheckResult(
+        passed=verdict.passed,
+        severity=AssetCheckSeverity.ERROR,
+        description=verdict.description,
+        metadata=dict(verdict.metadata),
+    )
+
+
+MAIL_CHECKS = [alerts_reach_reps]
 MAIL_SENSORS = [mail_alerts_due_sensor]
 
 

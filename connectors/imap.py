@@ -134,6 +134,30 @@ class ImapMailbox:
     def folder(self, name: str, move_to: str = "") -> ImapFolderSource:
         return ImapFolderSource(self, name, move_to)
 
+    def sibling(self) -> ImapMailbox:
+        """A second connection to the same account (a watcher's IDLE-only connection)."""
+        return ImapMailbox(
+            self.host,
+            self.username,
+            self._password,
+            port=self.port,
+            security=self.security,
+            timeout_s=self.timeout_s,
+            verify_tls=self.verify_tls,
+            batch_size=self.batch_size,
+            name=self.name,
+            credential_setting=self.credential_setting,
+        )
+
+    def watch(self, folder: str, check_s: float) -> IdleSession:
+        """IDLE on `folder` (selected read-only) over this connection."""
+        try:
+            self.client.select_folder(folder, readonly=True)
+        except NETWORK_ERRORS as exc:
+            self.drop()
+            raise ConnectionDropped(f"IMAP connection lost selecting {folder}: {exc}") from None
+        return IdleSession(self.client, check_s)
+
 
 class ImapFolderSource:
     """One folder as a mail source. The cursor is {folder, uidvalidity, last_uid}: a changed

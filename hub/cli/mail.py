@@ -37,6 +37,7 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
     saved cursor; alerts are sent by this process right after they are recorded."""
     from hub.alerts.deliver import close_transports, transports_from_settings
     from hub.ingest.mail_watch import MailWatcher, imap_mailboxes, run_mail_pass
+    from hub.ops.alerts import ops_channels
     from hub.settings import SettingsError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -87,7 +88,14 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
     def on_delivery(stats: Any) -> None:
         click.echo(json.dumps({"alerts": stats.as_dict(), "errors": stats.errors[:3]}, ensure_ascii=False))
 
-    watcher = MailWatcher(settings.database_url, mail, transports, on_pass=on_pass, on_delivery=on_delivery)
+    watcher = MailWatcher(
+        settings.database_url,
+        mail,
+        transports,
+        on_pass=on_pass,
+        on_delivery=on_delivery,
+        ops=ops_channels(settings.ops),
+    )
 
     def stop(_signum: int, _frame: Any) -> None:
         watcher.stop()

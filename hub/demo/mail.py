@@ -14,6 +14,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hub.demo import mail_formats as formats
+from hub.settings import MailSettings
+from hub.store.db import session_scope
 from hub.store.models import Contact, Deal, Rep
 
 
@@ -41,8 +43,46 @@ def generate_mail_demo(session: Session, demo_dir: Path, today: date, database_u
             "imap_host": "",
             "maildir": str(root / "receipts"),
             "sent_maildir": str(root / "sent"),
+            # Alerts are really delivered: as .eml files a newcomer opens in any mail program.
+            "alert_eml_dir": str(alerts_folder(demo_dir)),
         }
     }
+
+
+def alerts_folder(demo_dir: Path) -> Path:
+    return demo_dir / "alerts"
+
+
+def alert_report(database_url: str, mail: MailSettings) -> list[str]:
+    """The demo's lines about reps' alerts: how many were delivered and where, what keeps any
+    from being delivered, and the first one in full as the rep reads it."""
+    from hub.alerts.deliver import rendered, transports_from_settings
+    from hub.alerts.health import delivery_summary, delivery_verdict, first_delivered
+
+    with session_scope(database_url) as session:
+        counts = delivery_summary(session)
+        verdict = delivery_verdict(session, list(transports_from_settings(mail)))
+        first = first_delivered(session)
+        rep = session.scalar(select(Rep).where(Rep.email == first.recipient)) if first is not None else None
+        if first is not None:
+            session.expunge(first)
+    where = (
+        f"as .eml files in {mail.alert_eml_dir}"
+        if mail.alert_eml_dir and not mail.smtp_host
+        else "by SMTP/chat"
+    )
+    lines = [
+        f"alerts to reps: {counts['sent']} delivered {where}, {counts['pending'] + counts['sending']} waiting, "
+        f"{counts['failed']} failed"
+    ]
+    if not verdict.passed:
+        lines.append(f"ALERTS NOT DELIVERED: {verdict.description}")
+    if first is not None:
+        content = rendered(first)
+        who = f"{rep.name} <{first.recipient}>" if rep is not None else first.recipient
+        lines += ["", f"The first alert, as {who} reads it:", f"  Subject: {content.subject}"]
+        lines += [f"  {line}" for line in content.text.splitlines()]
+    return lines
 
 
 def _offers(session: Session) -> list[tuple[str, str, str, str, str | None]]:

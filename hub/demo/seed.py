@@ -79,6 +79,7 @@ REPS: list[dict[str, Any]] = [
         "shift_end": "17:00",
         "regions": ["PL"],
         "languages": ["pl", "en"],
+        "locale": "pl",
         "skills": ["b2b"],
     },
     {
@@ -91,6 +92,7 @@ REPS: list[dict[str, Any]] = [
         "shift_end": "19:00",
         "regions": ["PL"],
         "languages": ["pl"],
+        "locale": "pl",
         "skills": ["b2c"],
     },
     # Left the company last month: still in the CRM, no longer receives leads.
@@ -113,7 +115,15 @@ REPS: list[dict[str, Any]] = [
 def seed_reps(session: Session) -> None:
     rows = []
     for rep in REPS:
-        row = {"active": True, "work_days": [1, 2, 3, 4, 5], "email": None, "phone_e164": None, **rep}
+        # Reps without a locale get alerts in the company's language (ru, HUB_MAIL__ALERT_LANGUAGE).
+        row = {
+            "active": True,
+            "work_days": [1, 2, 3, 4, 5],
+            "email": None,
+            "phone_e164": None,
+            "locale": None,
+            **rep,
+        }
         row["email"] = row["email"] or f"rep{rep['id']}@sales.example.ru"
         row["phone_e164"] = f"+7495100{rep['id']:04d}"
         row["created_at"] = datetime(2024, 1, 10, tzinfo=UTC)
@@ -133,6 +143,7 @@ def seed_reps(session: Session) -> None:
             "shift_end",
             "regions",
             "languages",
+            "locale",
             "skills",
             "active",
         ],

@@ -22,7 +22,6 @@ from connectors.errors import CredentialError
 from connectors.imap import (
     NETWORK_ERRORS,
     ConnectionDropped,
-    IdleSession,
     ImapFolderSource,
     ImapMailbox,
     file_source,
@@ -35,8 +34,11 @@ from hub.alerts.deliver import (
     deliver_pending,
     next_due_at,
 )
+from hub.alerts.health import delivery_verdict
 from hub.ingest.mail import MailSource, correlate_pending, record_receipts, sync_receipts, sync_sent
 from hub.ingest.stats import IngestStats
+from hub.ops.alerts import OpsChannels, deliver_ops_alerts, enqueue_undeliverable_notice
+from hub.ops.checks import Verdict
 from hub.settings import MailboxSettings, MailSettings, SettingsError
 from hub.store.cursors import load_cursor, path_cursor_name
 from hub.store.db import session_scope
@@ -188,12 +190,15 @@ class AlertDispatcher:
         policy: RetryPolicy,
         *,
         on_delivery: Callable[[DeliveryStats], None] | None = None,
+        on_undeliverable: Callable[[Verdict], None] | None = None,
     ) -> None:
         self.database_url = database_url
         self.transports = transports
         self.policy = policy
         self.on_delivery = on_delivery
+        self.on_undeliverable = on_undeliverable
         self.totals = DeliveryStats()
+        self._health_due = True  # judged on the first round, then after rounds with failures
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -243,19 +248,57 @@ class AlertDispatcher:
                         self.on_delivery(stats)
                     except Exception:
                         log.exception("alert dispatcher: reporting a delivery failed")
+            self._health_due = self._health_due or bool(stats.failed or stats.retried)
             if done < 100 or self._stop.is_set():  # deliver_pending's batch
                 break
+        if self._health_due:
+            self._health_due = False
+            self.judge()
         due = next_due_at(self.database_url, list(self.transports))
         if due is None:
             return DISPATCHER_MAX_SLEEP_S
         return min(DISPATCHER_MAX_SLEEP_S, max(0.05, (due - utcnow()).total_seconds()))
 
+    def judge(self) -> Verdict:
+        """Whether alerts reach reps; a failing verdict is logged and handed to on_undeliverable."""
+        with session_scope(self.database_url) as session:
+            verdict = delivery_verdict(session, list(self.transports))
+        if not verdict.passed:
+            log.error("%s", verdict.description)
+            if self.on_undeliverable is not None:
+                try:
+                    self.on_undeliverable(verdict)
+                except Exception:
+                    log.exception("alert dispatcher: telling ops failed")
+        return verdict
+
+
+def ops_notifier(database_url: str, channels: OpsChannels) -> Callable[[Verdict], None]:
+    """Tells ops (hub/ops/alerts.py) that reps' alerts are not delivered, once a day per problem."""
+
+    def notify(verdict: Verdict) -> None:
+        if not channels.recipients():
+            return
+        with session_scope(database_url) as session:
+            enqueue_undeliverable_notice(
+                session, verdict.description, str(verdict.metadata.get("problems", "")), channels
+            )
+        deliver_ops_alerts(database_url, channels)
+
+    return notify
+
 
 class MailboxWatcher:
-    """IDLE on one mailbox's receipts folder over one connection. On news of new mail: leave
-    IDLE, fetch what is past the cursor (one UID FETCH), enter IDLE again, then record the batch
-    with its cursor and kick the dispatcher. Any drop (BYE, EOF, timeout, IDLE returning at once)
-    closes the connection, waits with exponential backoff and reconnects; the session after
+    """IDLE on one mailbox's receipts folder, over two connections: one that only holds IDLE
+    and never leaves it (except to re-issue it every idle_check_s), and one for the commands.
+    Dovecot announces in IDLE only what lands after IDLE began, and not what landed after the
+    connection's last command (measured: a receipt in that gap stayed unannounced for more than
+    45 s), so a single connection alternating between FETCH and IDLE loses receipts in the gap.
+    Here every fetch runs while the watching connection is armed, so nothing falls between.
+
+    On news of new mail: fetch what is past the cursor (one UID FETCH), record each receipt with
+    its cursor, kick the dispatcher. Any drop (BYE, EOF, timeout, IDLE returning at once) closes
+    both connections, waits with exponential backoff and reconnects; the session after
     reconnecting catches up from the cursor saved in the store. A refused login stops this
     mailbox only."""
 
@@ -273,6 +316,7 @@ class MailboxWatcher:
         self.database_url = database_url
         self.mail = mail
         self.mailbox = mailbox
+        self.watching = mailbox.sibling()
         self.dispatcher = dispatcher
         self.stop_event = stop_event
         self.on_pass = on_pass
@@ -302,78 +346,76 @@ class MailboxWatcher:
                     log.exception("mailbox %s: unexpected error", self.label)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.mailbox.drop()
+                self.watching.drop()
                 if self.stop_event.is_set():
                     break
                 self.reconnects += 1
                 log.warning("mailbox %s: %s; reconnecting in %.1fs", self.label, self.last_error, backoff)
                 self.stop_event.wait(backoff)
                 backoff = min(self.mail.reconnect_max_s, backoff * 2)
+        self.watching.close()
         self.mailbox.close()
 
     def _session(self) -> None:
-        """One connection's life: catch up, then IDLE until dropped or stopped."""
+        """One pair of connections' life: arm IDLE, catch up, then fetch on every announcement
+        until dropped or stopped."""
         folder = self.mailbox.folder(self.mail.receipts_folder, self.mail.processed_folder)
-        self._full_pass()
-        uidvalidity, last_uid = self._cursor(folder)
-        # Mail that landed while the pass ran is in no answer IDLE will give: fetch once more.
-        urgent = True
-        idle = IdleSession(self.mailbox.client, self.mail.idle_check_s)
+        idle = self.watching.watch(self.mail.receipts_folder, self.mail.idle_check_s)
         idle.start()
-        self.idling.set()
         armed_at = renewed_at = self.clock()
-        moves: list[Any] = []
-        sent_due = False
         try:
+            # Armed first: whatever lands from now on is announced; the pass reads what came before.
+            self._full_pass()
+            uidvalidity, last_uid = self._cursor(folder)
+            self.idling.set()
+            fetch = True
             while not self.stop_event.is_set():
-                news_of_mail = False
-                if not urgent:
+                if not fetch:
                     # Each IDLE command lasts at most idle_check_s before it is re-issued, far
                     # inside the 29 minutes after which servers may drop it (RFC 2177).
                     left = self.mail.idle_check_s - (self.clock() - armed_at)
-                    news_of_mail = idle.wait(max(0.05, left)).new_mail if left > 0 else False
-                    if self.stop_event.is_set():
-                        break
-                renew = self.clock() - renewed_at >= self.mail.idle_renew_s or sent_due
-                if not (urgent or news_of_mail or renew):
-                    if self.clock() - armed_at >= self.mail.idle_check_s:
-                        news_of_mail = idle.done().new_mail
-                        if news_of_mail:
-                            urgent = True
-                            continue
+                    if left > 0:
+                        fetch = idle.wait(left).new_mail
+                        if self.stop_event.is_set():
+                            break
+                    if not fetch and self.clock() - armed_at >= self.mail.idle_check_s:
+                        idle.done()
                         idle.start()
                         armed_at = self.clock()
-                    continue
-                idle.done()
-                urgent = False
-                if renew:
+                        # Mail that landed while IDLE was re-issued is announced by nobody: look.
+                        fetch = True
+                    if not fetch:
+                        continue
+                if self.clock() - renewed_at >= self.mail.idle_renew_s:
                     # The periodic pass also reads the Sent folder, which IDLE on receipts misses.
                     self._full_pass()
                     uidvalidity, last_uid = self._cursor(folder)
-                    urgent = True
-                    sent_due = False
                     renewed_at = self.clock()
-                else:
-                    if moves:
-                        folder.after_commit(moves)
-                        moves = []
-                    fetched = folder.fetch_after(last_uid, uidvalidity)
-                    idle.start()  # re-armed before the batch is recorded
-                    armed_at = self.clock()
-                    if fetched.messages and fetched.cursor is not None:
-                        stats = record_receipts(
-                            self.database_url, folder.name, fetched.messages, fetched.cursor, self.mail
-                        )
-                        last_uid = int(fetched.cursor["last_uid"])
+                fetched = folder.fetch_after(last_uid, uidvalidity)
+                uncorrelated = False
+                for message in fetched.messages:
+                    # Each receipt commits with its own cursor and is alerted at once: the first
+                    # of a batch does not wait for the others to be recorded.
+                    assert message.uid is not None
+                    stats = record_receipts(
+                        self.database_url,
+                        folder.name,
+                        [message],
+                        folder.cursor(uidvalidity, message.uid),
+                        self.mail,
+                    )
+                    last_uid = message.uid
+                    if stats.written:
                         self.dispatcher.kick()
-                        self._report(MailPassResult(receipts=stats, mailbox=self.label))
-                        if folder.move_to:
-                            moves = fetched.messages
-                        # A receipt may have come before its sent email was read: read Sent now.
-                        sent_due = bool(stats.extra.get("uncorrelated")) and bool(self.mail.sent_folder)
-                    urgent = fetched.more or bool(moves) or sent_due
-                    continue
-                idle.start()
-                armed_at = self.clock()
+                    uncorrelated = uncorrelated or bool(stats.extra.get("uncorrelated"))
+                    self._report(MailPassResult(receipts=stats, mailbox=self.label))
+                if fetched.messages:
+                    folder.after_commit(fetched.messages)
+                if uncorrelated and self.mail.sent_folder:
+                    # A receipt came before its sent email was read: read Sent now, retry the queue.
+                    self._full_pass()
+                    uidvalidity, last_uid = self._cursor(folder)
+                fetch = fetched.more or folder.announced_new_mail()
         finally:
             if idle.active:
                 with contextlib.suppress(ConnectionDropped):
@@ -419,6 +461,7 @@ class MailWatcher:
         *,
         on_pass: Callable[[MailPassResult], None] | None = None,
         on_delivery: Callable[[DeliveryStats], None] | None = None,
+        ops: OpsChannels | None = None,
         clock: Callable[[], float] = time.monotonic,
         mailboxes: Sequence[ImapMailbox] | None = None,
     ) -> None:
@@ -427,7 +470,11 @@ class MailWatcher:
         self.transports = transports
         self.stop_event = threading.Event()
         self.dispatcher = AlertDispatcher(
-            database_url, transports, retry_policy(mail), on_delivery=on_delivery
+            database_url,
+            transports,
+            retry_policy(mail),
+            on_delivery=on_delivery,
+            on_undeliverable=ops_notifier(database_url, ops) if ops is not None else None,
         )
         self._report_lock = threading.Lock()
         self._on_pass = on_pass

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -20,13 +21,16 @@ from hub.alerts.deliver import (
 )
 from hub.alerts.deliver import RetryPolicy as DeliveryRetryPolicy
 from hub.masking import mask_text
+from hub.settings import OpsSettings
 from hub.store.models import AlertOutbox
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
 RUN_FAILED = "ops_run_failed"
 CHECK_FAILED = "ops_check_failed"
-OPS_ALERT_KINDS = (RUN_FAILED, CHECK_FAILED)
+# Reps' alerts cannot be delivered (hub/alerts/health.py), seen by `hub watch-mail` outside Dagster.
+ALERTS_UNDELIVERABLE = "ops_alerts_undeliverable"
+OPS_ALERT_KINDS = (RUN_FAILED, CHECK_FAILED, ALERTS_UNDELIVERABLE)
 # Error texts can be long stack traces: the alert carries the head, the run page the rest.
 MAX_ERROR_CHARS = 1500
 
@@ -170,6 +174,63 @@ def enqueue_ops_alert(session: Session, alert: OpsAlert, channels: OpsChannels) 
     ]
     inserted = upsert(session, AlertOutbox, rows, key=["idempotency_key"], update=[], returning="id")
     return len(inserted)
+
+
+def enqueue_undeliverable_notice(
+    session: Session, description: str, channels: OpsChannels, now: datetime | None = None
+) -> int:
+    """Tell ops that reps' alerts are not delivered: at most one notice a day per kind of problem
+    (the first clause of the description), so a watcher that sees it on every pass pages once."""
+    now = now or utcnow()
+    problem = (
+        hashlib.sha256(description.split(":")[1][:200].encode()).hexdigest()[:12]
+        if ":" in description
+        else "-"
+    )
+    subject = "[hub] reps' alerts are not being delivered"
+    body = "\n".join(
+        [
+            mask_text(_clip(description)),
+            "",
+            "Opens are recorded and call-now tasks created, but reps are not told. Fix the channel "
+            "settings (docs/mail.md), then `hub alerts deliver` sends what is still due.",
+        ]
+    )
+    rows = [
+        {
+            "idempotency_key": f"{ALERTS_UNDELIVERABLE}:{now:%Y-%m-%d}:{problem}:{channel}:{recipient}",
+            "kind": ALERTS_UNDELIVERABLE,
+            "channel": channel,
+            "recipient": recipient,
+            "subject": subject,
+            "body": body,
+            "status": "pending",
+            "attempts": 0,
+            "event_at": now,
+            "created_at": now,
+        }
+        for channel, recipient in channels.recipients()
+    ]
+    return len(upsert(session, AlertOutbox, rows, key=["idempotency_key"], update=[], returning="id"))
+
+
+def ops_channels(settings: OpsSettings) -> OpsChannels:
+    """The ops channels of the settings (processes outside Dagster: `hub watch-mail`)."""
+    return OpsChannels(
+        smtp_host=settings.smtp_host,
+        smtp_port=settings.smtp_port,
+        smtp_security=settings.smtp_security,
+        smtp_user=settings.smtp_user,
+        smtp_password=settings.smtp_password,
+        smtp_timeout_s=settings.smtp_timeout_s,
+        mail_from=settings.mail_from,
+        mail_to=tuple(settings.mail_to),
+        slack_webhook_url=settings.slack_webhook_url,
+        telegram_bot_token=settings.telegram_bot_token,
+        telegram_api_url=settings.telegram_api_url,
+        telegram_chat_id=settings.telegram_chat_id,
+        max_attempts=settings.max_delivery_attempts,
+    )
 
 
 def deliver_ops_alerts(

@@ -14,8 +14,8 @@ import pytest
 from imapclient import IMAPClient
 
 from hub.settings import MailSettings
-from tests.local_server import free_port
-from tests.mail.servers import Dovecot, SmtpSink, dovecot_available, seed_crm
+from tests.local_server import free_port, local_server
+from tests.mail.servers import ChatApi, Dovecot, SmtpSink, dovecot_available, seed_crm
 
 
 @pytest.fixture(scope="session")
@@ -54,6 +54,15 @@ def smtp_sink() -> Iterator[SmtpSink]:
     sink = SmtpSink().start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture
+def chat_api() -> Iterator[ChatApi]:
+    """Telegram and Slack replayed on one local server; the first request of each kind fails."""
+    api = ChatApi()
+    with local_server(api.handler) as server:
+        api.url = server.url
+        yield api
 
 
 @pytest.fixture

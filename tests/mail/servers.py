@@ -1,12 +1,15 @@
 """Real servers for the mail tests: Dovecot IMAP on a free loopback port with a throwaway
-configuration (run as an unprivileged system user), and aiosmtpd as the SMTP sink."""
+configuration (run as an unprivileged system user), aiosmtpd as the SMTP sink, and a local
+server speaking the Telegram Bot API and Slack incoming-webhook formats."""
 
 from __future__ import annotations
 
 import contextlib
 import email
+import json
 import os
 import pwd
+import re
 import shutil
 import socket
 import subprocess
@@ -15,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from email import policy
 from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -161,12 +165,14 @@ class SmtpSink:
         self.controller = Controller(self, hostname="127.0.0.1", port=self.port)
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        # The moment the message is in: before the sink's own parsing.
+        arrived = time.monotonic()
         if self.refuse:
             return "451 4.3.0 try again later"
         message = email.message_from_bytes(envelope.content, policy=policy.default)
         with self._lock:
             self.messages.append(message)  # type: ignore[arg-type]
-            self.arrivals.append(time.monotonic())
+            self.arrivals.append(arrived)
             self._lock.notify_all()
         return "250 OK"
 
@@ -245,6 +251,123 @@ class TcpProxy:
         self._closed = True
         self.listener.close()
         self.cut()
+
+
+# Tags the Bot API accepts with parse_mode=HTML (core.telegram.org/bots/api#html-style).
+TELEGRAM_TAGS = {
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "ins",
+    "s",
+    "strike",
+    "del",
+    "a",
+    "code",
+    "pre",
+    "span",
+    "tg-spoiler",
+    "tg-emoji",
+    "blockquote",
+}
+
+
+def telegram_entities_problem(body: dict[str, Any]) -> str | None:
+    """What the Bot API would refuse in a sendMessage body: text over 4096 characters, or with
+    parse_mode=HTML an unsupported or unclosed tag, a link without href, a bare "<" or "&"."""
+    from html.parser import HTMLParser
+
+    text = str(body.get("text", ""))
+    if not text or len(text) > 4096:
+        return "message text is empty" if not text else "message is too long"
+    if body.get("parse_mode") != "HTML":
+        return None
+    problems: list[str] = []
+    stack: list[str] = []
+
+    class Check(HTMLParser):
+        def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+            if tag not in TELEGRAM_TAGS:
+                problems.append(f"can't parse entities: Unsupported start tag {tag!r}")
+            if tag == "a" and not dict(attrs).get("href"):
+                problems.append("can't parse entities: a link without href")
+            stack.append(tag)
+
+        def handle_endtag(self, tag: str) -> None:
+            if not stack or stack.pop() != tag:
+                problems.append(f"can't parse entities: Unexpected end tag {tag!r}")
+
+    checker = Check(convert_charrefs=False)
+    checker.feed(text)
+    checker.close()
+    if stack:
+        problems.append(f"can't parse entities: unclosed tag {stack[-1]}")
+    stripped = re.sub(r"<[^>]*>|&(lt|gt|amp|quot|#\d+);", "", text)
+    if "<" in stripped or "&" in stripped:
+        problems.append("can't parse entities: unescaped < or &")
+    return problems[0] if problems else None
+
+
+class ChatApi:
+    """Telegram Bot API (POST /bot<token>/sendMessage) and a Slack incoming webhook on one local
+    server; the first request of each kind fails (429 with retry_after, then 500)."""
+
+    def __init__(self) -> None:
+        self.telegram: list[dict[str, Any]] = []
+        self.slack: list[dict[str, Any]] = []
+        self.failures = {"telegram": [429], "slack": [500]}
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                kind = "telegram" if self.path.startswith("/botTOKEN123/sendMessage") else "slack"
+                if kind == "slack" and self.path != "/services/T0/B0/XYZ":
+                    self._answer(404, b"no_service", "text/plain")
+                    return
+                if api.failures[kind]:
+                    status = api.failures[kind].pop(0)
+                    payload = {"ok": False, "error_code": 429, "parameters": {"retry_after": 1}}
+                    self._answer(status, json.dumps(payload).encode(), "application/json")
+                    return
+                if kind == "telegram":
+                    problem = telegram_entities_problem(body)
+                    if problem:
+                        payload = {"ok": False, "error_code": 400, "description": f"Bad Request: {problem}"}
+                        self._answer(400, json.dumps(payload).encode(), "application/json")
+                        return
+                    if body.get("chat_id") == "bad":
+                        payload = {
+                            "ok": False,
+                            "error_code": 400,
+                            "description": "Bad Request: chat not found",
+                        }
+                        self._answer(400, json.dumps(payload).encode(), "application/json")
+                        return
+                    api.telegram.append(body)
+                    self._answer(
+                        200,
+                        json.dumps({"ok": True, "result": {"message_id": 1}}).encode(),
+                        "application/json",
+                    )
+                else:
+                    api.slack.append(body)
+                    self._answer(200, b"ok", "text/plain")
+
+            def _answer(self, status: int, data: bytes, ctype: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.handler = Handler
+        self.url = ""
 
 
 def seed_crm(database_url: str) -> dict[str, int]:

@@ -3,12 +3,8 @@ Telegram Bot API and Slack incoming-webhook formats: retries, restarts, quiet ho
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
-from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -17,8 +13,7 @@ from hub.alerts.deliver import RetryPolicy, SlackTransport, SmtpTransport, Teleg
 from hub.alerts.outbox import enqueue_alert, quiet_until
 from hub.store.db import session_scope
 from hub.store.models import AlertOutbox, Rep
-from tests.local_server import local_server
-from tests.mail.servers import SmtpSink
+from tests.mail.servers import ChatApi, SmtpSink
 
 FAST = RetryPolicy(max_attempts=4, backoff_s=0.0, backoff_max_s=0.0, lease_s=60)
 
@@ -104,69 +99,6 @@ def test_crash_mid_batch_never_resends_and_never_skips(
         ).sent
         == 0
     )
-
-
-class ChatApi:
-    """Telegram Bot API (POST /bot<token>/sendMessage) and a Slack incoming webhook on one local
-    server; the first request of each kind fails (429 with retry_after, then 500)."""
-
-    def __init__(self) -> None:
-        self.telegram: list[dict[str, Any]] = []
-        self.slack: list[dict[str, Any]] = []
-        self.failures = {"telegram": [429], "slack": [500]}
-        api = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                kind = "telegram" if self.path.startswith("/botTOKEN123/sendMessage") else "slack"
-                if kind == "slack" and self.path != "/services/T0/B0/XYZ":
-                    self._answer(404, b"no_service", "text/plain")
-                    return
-                if api.failures[kind]:
-                    status = api.failures[kind].pop(0)
-                    payload = {"ok": False, "error_code": 429, "parameters": {"retry_after": 1}}
-                    self._answer(status, json.dumps(payload).encode(), "application/json")
-                    return
-                if kind == "telegram":
-                    if body.get("chat_id") == "bad":
-                        payload = {
-                            "ok": False,
-                            "error_code": 400,
-                            "description": "Bad Request: chat not found",
-                        }
-                        self._answer(400, json.dumps(payload).encode(), "application/json")
-                        return
-                    api.telegram.append(body)
-                    self._answer(
-                        200,
-                        json.dumps({"ok": True, "result": {"message_id": 1}}).encode(),
-                        "application/json",
-                    )
-                else:
-                    api.slack.append(body)
-                    self._answer(200, b"ok", "text/plain")
-
-            def _answer(self, status: int, data: bytes, ctype: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.handler = Handler
-        self.url = ""
-
-
-@pytest.fixture
-def chat_api() -> Iterator[ChatApi]:
-    api = ChatApi()
-    with local_server(api.handler) as server:
-        api.url = server.url
-        yield api
 
 
 def test_telegram_and_slack_formats_with_retries(
