@@ -177,16 +177,12 @@ def enqueue_ops_alert(session: Session, alert: OpsAlert, channels: OpsChannels) 
 
 
 def enqueue_undeliverable_notice(
-    session: Session, description: str, channels: OpsChannels, now: datetime | None = None
+    session: Session, description: str, problems: str, channels: OpsChannels, now: datetime | None = None
 ) -> int:
-    """Tell ops that reps' alerts are not delivered: at most one notice a day per kind of problem
-    (the first clause of the description), so a watcher that sees it on every pass pages once."""
+    """Tell ops that reps' alerts are not delivered: at most one notice a day per set of problems
+    (`problems`, e.g. "failing:smtp"), so a watcher that sees it after every delivery pages once."""
     now = now or utcnow()
-    problem = (
-        hashlib.sha256(description.split(":")[1][:200].encode()).hexdigest()[:12]
-        if ":" in description
-        else "-"
-    )
+    problem = hashlib.sha256(problems.encode()).hexdigest()[:12]
     subject = "[hub] reps' alerts are not being delivered"
     body = "\n".join(
         [
