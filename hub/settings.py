@@ -218,9 +218,16 @@ class MailSettings(Section):
     imap_timeout_s: float = Field(30.0, gt=0)
     # More mailboxes (one per rep), each watched on its own connection; in YAML or as JSON in
     # HUB_MAIL__MAILBOXES, e.g. [{"name": "anna", "username": "anna@example.ru"}].
-    mailboxes: list[MailboxSettings] = Field(default_factory=list)
+    mailboxes: list[MailboxSettings] = Field(
+        default_factory=list,
+        description="Reps' own mailboxes watched beside imap_username: [{name, username, host?, port?, security?}]",
+    )
     # Secret: HUB_MAIL__MAILBOX_PASSWORDS__<NAME>=... for each entry of mailboxes (environment only).
-    mailbox_passwords: dict[str, str] = Field(default_factory=dict, repr=False)
+    mailbox_passwords: dict[str, str] = Field(
+        default_factory=dict,
+        repr=False,
+        description="HUB_MAIL__MAILBOX_PASSWORDS__<NAME>: each listed mailbox's password (environment only)",
+    )
     verify_tls: bool = True
     receipts_folder: str = "INBOX"
     sent_folder: str = Field("Sent", description="Sent mail read for Message-IDs; empty: not read")

@@ -469,9 +469,10 @@ def _due_ids(
 
 def _claim(database_url: str, alert_id: int, policy: RetryPolicy, now: datetime) -> AlertOutbox | None:
     """Move one due row to "sending" with a lease by a conditional UPDATE: of two deliverers
-    only one claims it (the other's UPDATE matches nothing)."""
+    only one claims it (the other's UPDATE matches nothing). The row comes back from the same
+    statement (RETURNING: SQLite 3.35+, PostgreSQL), one round trip on the alert's path."""
     with session_scope(database_url) as session:
-        result = session.execute(
+        row = session.scalars(
             update(AlertOutbox)
             .where(AlertOutbox.id == alert_id, _due(now))
             .values(
@@ -479,13 +480,11 @@ def _claim(database_url: str, alert_id: int, policy: RetryPolicy, now: datetime)
                 attempts=AlertOutbox.attempts + 1,
                 next_attempt_at=now + timedelta(seconds=policy.lease_s),
             )
-        )
-        if result.rowcount != 1:  # type: ignore[attr-defined]
-            return None
-        row = session.get(AlertOutbox, alert_id)
+            .returning(AlertOutbox),
+            execution_options={"synchronize_session": False},
+        ).first()
         if row is None:
             return None
-        session.refresh(row)
         session.expunge(row)
         return row
 
@@ -494,11 +493,14 @@ def _finish(
     database_url: str, alert_id: int, status: str, error: str | None, next_attempt_at: datetime | None = None
 ) -> None:
     with session_scope(database_url) as session:
-        row = session.get(AlertOutbox, alert_id)
-        if row is None:
-            return
-        row.status = status
-        row.last_error = error[:2000] if error else None
-        row.next_attempt_at = next_attempt_at
-        if status == "sent":
-            row.sent_at = utcnow()
+        session.execute(
+            update(AlertOutbox)
+            .where(AlertOutbox.id == alert_id)
+            .values(
+                status=status,
+                last_error=error[:2000] if error else None,
+                next_attempt_at=next_attempt_at,
+                **({"sent_at": utcnow()} if status == "sent" else {}),
+            ),
+            execution_options={"synchronize_session": False},
+        )
