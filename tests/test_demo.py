@@ -44,6 +44,10 @@ def test_demo_runs_and_a_second_run_changes_nothing(tmp_path: Path) -> None:
     data = tmp_path / "var"
     out = _demo(data).stdout
     assert "leads in the CRM" in out and "FAILED" not in out
+    # Reps' alerts are really delivered (as .eml files) and the first is shown, in Russian.
+    assert "ALERTS NOT DELIVERED" not in out
+    assert "The first alert, as" in out and "Письмо прочитано — позвоните:" in out
+    assert len(list((data / "demo" / "alerts").glob("*.eml"))) == 5
     first = store_snapshot(_url(data))
     assert first["crm_leads"] and first["hub_quarantine"]
     _demo(data)

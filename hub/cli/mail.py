@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 import signal
+import threading
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -35,7 +36,7 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
     """Hold IMAP IDLE on every configured mailbox (one connection each) and alert reps within
     seconds of a client opening their email. Each mailbox reconnects on its own, from its own
     saved cursor; alerts are sent by this process right after they are recorded."""
-    from hub.alerts.deliver import close_transports, transports_from_settings
+    from hub.alerts.deliver import DeliveryStats, close_transports, transports_from_settings
     from hub.ingest.mail_watch import MailWatcher, imap_mailboxes, run_mail_pass
     from hub.ops.alerts import ops_channels
     from hub.settings import SettingsError
@@ -76,16 +77,26 @@ def watch_mail(once: bool, report_to_dagster: bool) -> None:
         return
 
     last = [time.monotonic()]
+    # Alerts are sent by the dispatcher thread; each pass reported to Dagster carries those sent since.
+    delivered = DeliveryStats()
+    delivered_lock = threading.Lock()
 
     def on_pass(result: Any) -> None:
         elapsed = timedelta(seconds=time.monotonic() - last[0])
         last[0] = time.monotonic()
+        with delivered_lock:
+            result.delivery = DeliveryStats(delivered.sent, delivered.retried, delivered.failed)
+            delivered.sent = delivered.retried = delivered.failed = 0
         summary = result.as_dict()
         click.echo(json.dumps({"mailbox": summary["mailbox"], "pass": summary["receipts"]}, default=str))
         if reporter is not None:
             reporter(result, elapsed)
 
     def on_delivery(stats: Any) -> None:
+        with delivered_lock:
+            delivered.sent += stats.sent
+            delivered.retried += stats.retried
+            delivered.failed += stats.failed
         click.echo(json.dumps({"alerts": stats.as_dict(), "errors": stats.errors[:3]}, ensure_ascii=False))
 
     watcher = MailWatcher(

@@ -16,6 +16,7 @@ from hub.alerts.deliver import RetryPolicy, SmtpTransport, deliver_pending
 from hub.alerts.health import delivery_verdict
 from hub.ingest.mail_watch import AlertDispatcher, ops_notifier
 from hub.ops.alerts import ALERTS_UNDELIVERABLE, OpsChannels
+from hub.settings import MailSettings
 from hub.store.db import session_scope
 from hub.store.models import Activity, AlertOutbox
 from tests.mail.servers import SmtpSink
@@ -127,3 +128,14 @@ def test_the_asset_check_fails_in_a_run_without_a_channel(
     assert evaluations[0].passed is False
     assert evaluations[0].severity.value == "ERROR"
     assert "2 alerts wait for channel 'smtp'" in (evaluations[0].description or "")
+
+
+def test_the_demo_summary_says_what_keeps_alerts_from_reps(
+    crm_sqlite: dict[str, int], sqlite_store: str
+) -> None:
+    from hub.demo.mail import alert_report
+
+    _enqueue(sqlite_store, 2, ["smtp"])
+    lines = alert_report(sqlite_store, MailSettings())
+    assert lines[0].startswith("alerts to reps: 0 delivered") and "2 waiting" in lines[0]
+    assert lines[1].startswith("ALERTS NOT DELIVERED: ") and "HUB_MAIL__SMTP_HOST" in lines[1]
