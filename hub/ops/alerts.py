@@ -17,6 +17,7 @@ from hub.alerts.deliver import (
     SmtpTransport,
     TelegramTransport,
     Transport,
+    close_transports,
     deliver_pending,
 )
 from hub.alerts.deliver import RetryPolicy as DeliveryRetryPolicy
@@ -235,6 +236,8 @@ def deliver_ops_alerts(
     """Send the due ops alerts through the hub's alert deliverer: each row is claimed before it
     is sent (never twice), failures are retried with backoff up to max_attempts."""
     policy = DeliveryRetryPolicy(max_attempts=channels.max_attempts, backoff_s=30.0, backoff_max_s=3600.0)
-    return deliver_pending(
-        database_url, channels.transports(), policy, now=now, limit=limit, kinds=OPS_ALERT_KINDS
-    )
+    transports = channels.transports()
+    try:
+        return deliver_pending(database_url, transports, policy, now=now, limit=limit, kinds=OPS_ALERT_KINDS)
+    finally:
+        close_transports(transports)  # the SMTP transport keeps its connection open otherwise
