@@ -296,7 +296,11 @@ def _pop_exists(client: IMAPClient) -> bool:
     """Whether the server sent an untagged EXISTS since the last look. imapclient returns only
     the FETCH responses of a fetch; imaplib keeps the others in `untagged_responses` (imapclient
     reads SELECT's answer from there the same way)."""
-    return bool(client._imap.untagged_responses.pop("EXISTS", None))
+    untagged = client._imap.untagged_responses
+    # RECENT and EXPUNGE are not used, and would pile up over weeks on a long-lived connection.
+    untagged.pop("RECENT", None)
+    untagged.pop("EXPUNGE", None)
+    return bool(untagged.pop("EXISTS", None))
 
 
 def _aware(value: datetime) -> datetime:
@@ -346,6 +350,9 @@ class IdleSession:
         except NETWORK_ERRORS as exc:
             raise ConnectionDropped(f"ending IDLE failed: {type(exc).__name__}: {exc}") from None
         extra = list(more[1]) if isinstance(more, tuple) and len(more) > 1 else []
+        # imaplib also files these under untagged_responses; on a connection that only idles
+        # nobody reads them there, and they would pile up with every re-issue.
+        self.client._imap.untagged_responses.clear()
         return IdleNews(extra)
 
 

@@ -129,13 +129,19 @@ def retry_policy(mail: MailSettings) -> RetryPolicy:
     )
 
 
+def _accounts(mailboxes: ImapMailbox | Sequence[ImapMailbox] | None) -> Sequence[ImapMailbox]:
+    if mailboxes is None:
+        return ()
+    return [mailboxes] if isinstance(mailboxes, ImapMailbox) else mailboxes
+
+
 def mail_sources(
-    mail: MailSettings, mailboxes: Sequence[ImapMailbox] = (), files: bool = True
+    mail: MailSettings, mailboxes: ImapMailbox | Sequence[ImapMailbox] | None = (), files: bool = True
 ) -> tuple[list[MailSource], list[MailSource]]:
     """(sent sources, receipt sources) configured: IMAP folders and/or offline maildir/mbox."""
     sent: list[MailSource] = []
     receipts: list[MailSource] = []
-    for mailbox in mailboxes:
+    for mailbox in _accounts(mailboxes):
         if mail.sent_folder:
             sent.append(mailbox.folder(mail.sent_folder))
         receipts.append(mailbox.folder(mail.receipts_folder, mail.processed_folder))
@@ -157,14 +163,8 @@ def run_mail_pass(
     """Sent mail first (so receipts find their email), then receipts, then the waiting queue
     (by default only when new sent mail was recorded: nothing else can match it), then alert
     delivery (skipped when `transports` is None)."""
-    if mailboxes is None:
-        accounts: Sequence[ImapMailbox] = ()
-    elif isinstance(mailboxes, ImapMailbox):
-        accounts = [mailboxes]
-    else:
-        accounts = mailboxes
     result = MailPassResult()
-    sent_sources, receipt_sources = mail_sources(mail, accounts, files)
+    sent_sources, receipt_sources = mail_sources(mail, mailboxes, files)
     for source in sent_sources:
         result.sent.merge(sync_sent(database_url, source))
     for source in receipt_sources:
