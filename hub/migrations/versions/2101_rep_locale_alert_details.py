@@ -1,7 +1,7 @@
 """mail alerts: the rep's language (crm_reps.locale) and the facts an alert is rendered from
 
 Revision ID: 2101_rep_locale_alert_details
-Revises: 1401 (written on 0200; chained after the CRM seam once that landed on main)
+Revises: 1601_receipt_disposition_source (written on 0200; chained onto the head of main when rebased)
 Create Date: 2026-11-24 20:00:00
 """
 
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "2101_rep_locale_alert_details"
-down_revision: str | Sequence[str] | None = "1401"
+down_revision: str | Sequence[str] | None = "1601_receipt_disposition_source"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
