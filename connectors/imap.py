@@ -185,17 +185,6 @@ class ImapFolderSource:
         (a SEARCH or FETCH while mail was landing): such news is not repeated in IDLE."""
         return _pop_exists(self.mailbox.client)
 
-    def select_uidnext(self) -> int | None:
-        """Select the folder again (so IDLE reports only what comes after) and return its
-        UIDNEXT: every UID below it is in the folder or was."""
-        try:
-            info = self.mailbox.client.select_folder(self.folder, readonly=not self.move_to)
-        except NETWORK_ERRORS as exc:
-            self.mailbox.drop()
-            raise ConnectionDropped(f"IMAP connection lost selecting {self.folder}: {exc}") from None
-        uidnext = info.get(b"UIDNEXT")
-        return int(uidnext) if uidnext is not None else None
-
     def batches(self, cursor: dict[str, Any]) -> Iterator[tuple[list[MailMessage], dict[str, Any]]]:
         try:
             yield from self._batches(cursor)

@@ -197,7 +197,6 @@ class AlertDispatcher:
         self.policy = policy
         self.on_delivery = on_delivery
         self.on_undeliverable = on_undeliverable
-        self.totals = DeliveryStats()
         self._health_due = True  # judged on the first round, then after rounds with failures
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -238,16 +237,11 @@ class AlertDispatcher:
         while True:
             stats = deliver_pending(self.database_url, self.transports, self.policy)
             done = stats.sent + stats.retried + stats.failed
-            if done:
-                self.totals.sent += stats.sent
-                self.totals.retried += stats.retried
-                self.totals.failed += stats.failed
-                self.totals.errors = (self.totals.errors + stats.errors)[-20:]
-                if self.on_delivery is not None:
-                    try:
-                        self.on_delivery(stats)
-                    except Exception:
-                        log.exception("alert dispatcher: reporting a delivery failed")
+            if done and self.on_delivery is not None:
+                try:
+                    self.on_delivery(stats)
+                except Exception:
+                    log.exception("alert dispatcher: reporting a delivery failed")
             self._health_due = self._health_due or bool(stats.failed or stats.retried)
             if done < 100 or self._stop.is_set():  # deliver_pending's batch
                 break
@@ -518,11 +512,6 @@ class MailWatcher:
 
     def stop(self) -> None:
         self.stop_event.set()
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Block until every mailbox has entered IDLE once (or the timeout passes)."""
-        deadline = time.monotonic() + timeout_s
-        return all(w.idling.wait(max(0.0, deadline - time.monotonic())) for w in self.watchers)
 
     def run(self) -> None:
         """Watch until stop(); raises the login error when every mailbox was refused."""
