@@ -14,7 +14,8 @@ _engines: dict[str, Engine] = {}
 
 
 def make_engine(database_url: str) -> Engine:
-    """One engine per URL per process (engines own connection pools)."""
+    """One engine per URL per process (engines own connection pools). SQL parameters are never
+    put into error messages or logs (`hide_parameters`): they are the records, personal data."""
     engine = _engines.get(database_url)
     if engine is not None:
         return engine
@@ -23,10 +24,13 @@ def make_engine(database_url: str) -> Engine:
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
         # A concurrent writer waits for the lock instead of failing at once.
-        engine = create_engine(url, connect_args={"timeout": 60})
+        engine = create_engine(url, connect_args={"timeout": 60}, hide_parameters=True)
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # A database host that does not answer fails the connection in seconds, not never.
+        engine = create_engine(
+            url, pool_pre_ping=True, hide_parameters=True, connect_args={"connect_timeout": 10}
+        )
     _engines[database_url] = engine
     return engine
 
