@@ -3,11 +3,19 @@ nested with "__", e.g. HUB_SITE__BASE_URL) over an optional YAML file (HUB_CONFI
 
 from __future__ import annotations
 
+import difflib
+import json
 import os
+import types
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Union, get_args, get_origin
 
+import pydantic_settings
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,6 +27,12 @@ from connectors.asterisk_cdr import DEFAULT_INBOUND_CONTEXTS, DEFAULT_PBX_APPS, 
 from hub.channels import ChannelRules
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
+# HUB_* variables the project reads that are not settings; any other unknown HUB_* name is a typo.
+NON_SETTING_VARIABLES: Mapping[str, str] = {
+    "HUB_CONFIG": "the YAML file of settings",
+    "HUB_TEST_POSTGRES_URL": "the PostgreSQL server of the test suite",
+    "HUB_CRASH_SEED": "the seed of the crash-and-resume tests",
+}
 
 
 class SettingsError(RuntimeError):
@@ -40,6 +54,9 @@ class SiteSettings(Section):
     # Secret: the HMAC key shared with the site for the webhook (HUB_SITE__WEBHOOK_SECRET).
     webhook_secret: str = Field("", repr=False)
     webhook_max_body_bytes: int = Field(64 * 1024, gt=0)
+    webhook_max_records: int = Field(
+        100, gt=0, description="Leads one webhook post may carry; a post with more is refused (413)"
+    )
     webhook_replay_window_s: int = Field(300, gt=0)
     csv_dir: str = ""
     page_size: int = Field(100, gt=0, le=1000)
@@ -455,6 +472,25 @@ class HubSettings(BaseSettings):
     accounting: AccountingSettings = AccountingSettings()
     crm: CrmSettings = CrmSettings()
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        if not value:
+            return value
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError(
+                "is not a database URL such as postgresql+psycopg2://user:password@host:5432/hub "
+                "or sqlite:////var/lib/hub/hub.db"
+            ) from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(f"the hub's store is SQLite or PostgreSQL, not {backend!r}")
+        return value
+
     @field_validator("default_region")
     @classmethod
     def _known_region(cls, value: str) -> str:
@@ -495,22 +531,152 @@ class HubSettings(BaseSettings):
             self.database_url = f"sqlite:///{Path(self.data_dir) / 'hub.db'}"
 
 
+@dataclass(frozen=True)
+class SettingField:
+    """One field of the settings model and the environment variable that sets it."""
+
+    env_name: str
+    path: tuple[str, ...]
+    info: FieldInfo
+    section: bool  # a nested model: its fields have names of their own (HUB_<SECTION>__<FIELD>)
+    from_json: bool  # the environment gives it as JSON (sections, lists, dicts)
+    free_keys: bool  # a dict: HUB_<NAME>__<any key> sets one entry
+
+
+def _plain(annotation: Any) -> Any:
+    """`X | None` -> X."""
+    if get_origin(annotation) in (Union, types.UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        return args[0] if len(args) == 1 else annotation
+    return annotation
+
+
+def _is_section(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def setting_fields(
+    model: type[BaseModel] = HubSettings, prefix: str = "HUB_", path: tuple[str, ...] = ()
+) -> Iterator[SettingField]:
+    """Every field of the model, sections and the fields inside them, in declaration order."""
+    for name, info in model.model_fields.items():
+        annotation = _plain(info.annotation)
+        env_name = prefix + name.upper()
+        section = _is_section(annotation)
+        container = get_origin(annotation) in (list, dict, set, frozenset, tuple)
+        free_keys = get_origin(annotation) is dict
+        yield SettingField(env_name, (*path, name), info, section, section or container, free_keys)
+        if section:
+            yield from setting_fields(annotation, env_name + "__", (*path, name))
+
+
+def variable_of(*path: str) -> str:
+    """The environment variable of the setting at `path` ("site", "webhook_max_records"), taken
+    from the model: a message naming a setting cannot name one that does not exist."""
+    for field in setting_fields():
+        if field.path == path:
+            return field.env_name
+    raise KeyError(f"no setting {'.'.join(path)}")
+
+
+def _json_problem(field: SettingField, variable: str, value: str) -> str | None:
+    try:
+        json.loads(value)
+    except json.JSONDecodeError as exc:
+        if field.section:
+            how = f"a JSON object, or set its fields one by one as {variable}__<FIELD>"
+        elif field.free_keys:
+            how = f"a JSON object, or set one entry as {variable}__<KEY>"
+        else:
+            how = 'a JSON list such as ["a", "b"]'
+        return f"{variable} is not JSON ({exc.msg} at column {exc.colno}): give {how}"
+    return None
+
+
+def environment_problems(environ: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with the HUB_* variables, one sentence each: names that are not settings
+    (with the closest one that is) and JSON values that do not parse."""
+    environ = os.environ if environ is None else environ
+    fields = {f.env_name: f for f in setting_fields()}
+    free = tuple(f.env_name + "__" for f in fields.values() if f.free_keys)
+    problems = []
+    for variable, value in sorted(environ.items()):
+        # pydantic-settings reads names case-insensitively; so does this check.
+        name = variable.upper()
+        if not name.startswith("HUB_") or name in NON_SETTING_VARIABLES or name.startswith(free):
+            continue
+        field = fields.get(name)
+        if field is None:
+            close = difflib.get_close_matches(name, fields, n=1, cutoff=0.6)
+            hint = f"did you mean {close[0]}?" if close else "the settings are listed in docs/DEPLOYMENT.md"
+            problems.append(f"{variable} is not a setting of the hub ({hint}); fix the name or unset it")
+        elif field.from_json and (problem := _json_problem(field, variable, value)):
+            problems.append(problem)
+    return problems
+
+
 def _env_name(loc: tuple[Any, ...]) -> str:
     return "HUB_" + "__".join(str(p).upper() for p in loc)
 
 
+def _closest_field(loc: tuple[Any, ...]) -> str | None:
+    """For a key that is not a field (a typo in the YAML file), the closest field beside it."""
+    model: type[BaseModel] = HubSettings
+    for part in loc[:-1]:
+        info = model.model_fields.get(str(part))
+        annotation = _plain(info.annotation) if info else None
+        if not _is_section(annotation):
+            return None
+        model = annotation
+    close = difflib.get_close_matches(str(loc[-1]), model.model_fields, n=1, cutoff=0.6)
+    return ".".join([*map(str, loc[:-1]), close[0]]) if close else None
+
+
+def _config_file_problem(config_file: str) -> str | None:
+    """HUB_CONFIG must name a readable YAML mapping; the problem names the file and line."""
+    path = Path(config_file)
+    if not path.is_file():
+        return f"HUB_CONFIG points to {config_file!r}, which is not a file"
+    try:
+        content = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        return f"HUB_CONFIG file {config_file} is not valid YAML{where}: {problem}; fix the file or unset HUB_CONFIG"
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"HUB_CONFIG file {config_file} cannot be read: {exc}"
+    if content is not None and not isinstance(content, dict):
+        return f"HUB_CONFIG file {config_file} must hold a mapping of settings (site: ..., mail: ...), not a {type(content).__name__}"
+    return None
+
+
+def _misconfigured(problems: list[str]) -> SettingsError:
+    if len(problems) == 1:
+        return SettingsError(f"The hub is misconfigured: {problems[0]}")
+    return SettingsError("The hub is misconfigured:\n" + "\n".join(f"  {p}" for p in problems))
+
+
 def load_settings(**overrides: Any) -> HubSettings:
-    """Read settings; on a bad value raise SettingsError naming each variable and what is wrong."""
+    """Read settings; on a bad value, an unknown HUB_* name or a broken HUB_CONFIG file raise
+    SettingsError naming each variable (or file and line) and what to do."""
     config_file = os.environ.get("HUB_CONFIG")
-    if config_file and not Path(config_file).is_file():
-        raise SettingsError(f"HUB_CONFIG points to {config_file!r}, which is not a file")
+    problems = environment_problems()
+    if config_file and (problem := _config_file_problem(config_file)):
+        problems.append(problem)
+    if problems:
+        raise _misconfigured(problems)
     try:
         return HubSettings(**overrides)
+    except pydantic_settings.SettingsError as exc:
+        raise _misconfigured([f"{exc}; check the HUB_* variables given as JSON"]) from None
     except ValidationError as exc:
-        lines = []
         for err in exc.errors():
             where = _env_name(err["loc"])
             if config_file:
                 where += f" (or {'.'.join(map(str, err['loc']))} in {config_file})"
-            lines.append(f"  {where}: {err['msg']}")
-        raise SettingsError("The hub is misconfigured:\n" + "\n".join(lines)) from None
+            message = err["msg"].removeprefix("Value error, ")
+            if err["type"] == "extra_forbidden" and (close := _closest_field(err["loc"])):
+                message += f": did you mean {close}?"
+            problems.append(f"{where}: {message}")
+        raise _misconfigured(problems) from None

@@ -7,9 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel
-
-from hub.settings import PROJECT_DIR, HubSettings
+from hub.settings import PROJECT_DIR, setting_fields
 
 
 @dataclass(frozen=True)
@@ -20,15 +18,14 @@ class EnvVariable:
     description: str
 
 
-def settings_variables(model: type[BaseModel] = HubSettings, prefix: str = "HUB_") -> Iterator[EnvVariable]:
-    for name, field in model.model_fields.items():
-        env_name = prefix + name.upper()
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            yield from settings_variables(annotation, env_name + "__")
+def settings_variables() -> Iterator[EnvVariable]:
+    """Every setting that holds a value (sections are listed through their fields)."""
+    for field in setting_fields():
+        if field.section:
             continue
-        default = field.default_factory() if field.default_factory is not None else field.default  # type: ignore[call-arg]
-        yield EnvVariable(env_name, default, field.repr is False, field.description or "")
+        info = field.info
+        default = info.default_factory() if info.default_factory is not None else info.default  # type: ignore[call-arg]
+        yield EnvVariable(field.env_name, default, info.repr is False, info.description or "")
 
 
 def markdown_table() -> str:
