@@ -8,6 +8,7 @@ from dagster import DagsterInstance, ExecuteInProcessResult
 
 from hub.demo.mail import alert_report
 from hub.demo.run import prepare_environment, set_up, summary
+from hub.masking import mask_url_password
 from hub.settings import load_settings
 
 
@@ -24,7 +25,7 @@ def materialize_all() -> ExecuteInProcessResult:
 
 def run_demo(reset: bool = False, echo: Callable[[str], None] = print) -> bool:
     paths = prepare_environment()
-    echo(f"Store: {load_settings().database_url}")
+    echo(f"Store: {mask_url_password(load_settings().database_url)}")
     set_up(reset=reset)
     echo(f"Demo sources written to {paths['demo']}; running the whole asset graph...")
     result = materialize_all()

@@ -37,9 +37,31 @@ for _name in COMMAND_MODULES:
     import_module(_name).register(main, inspect)
 
 
+# Exit codes of a command stopped before doing its work.
+EXIT_MISCONFIGURED = 2
+EXIT_STORE_UNAVAILABLE = 3
+
+
 def run() -> None:
+    """The `hub` entry point: every command's misconfiguration or unreachable store ends in one
+    line naming the setting (or file and line) and what to do, never a traceback."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+
+    from hub.masking import install_log_masking
+    from hub.store.health import StoreUnavailable, store_error_message
+
+    install_log_masking()
     try:
         main(standalone_mode=True)
     except SettingsError as exc:
         click.echo(str(exc), err=True)
-        sys.exit(2)
+        sys.exit(EXIT_MISCONFIGURED)
+    except StoreUnavailable as exc:
+        click.echo(str(exc), err=True)
+        sys.exit(EXIT_STORE_UNAVAILABLE)
+    except (OperationalError, InterfaceError) as exc:
+        # Settings were read before the store was touched, so they read again without error.
+        from hub.settings import load_settings
+
+        click.echo(store_error_message(load_settings().database_url, exc), err=True)
+        sys.exit(EXIT_STORE_UNAVAILABLE)

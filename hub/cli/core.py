@@ -7,7 +7,9 @@ import sys
 
 import click
 
+from hub.masking import mask_url_password
 from hub.processes import console_script
+from hub.server.limits import ConnectionLimits
 from hub.settings import PROJECT_DIR, load_settings
 
 
@@ -31,7 +33,7 @@ def db_upgrade(revision: str) -> None:
 
     url = load_settings().database_url
     migrate.upgrade(url, revision)
-    click.echo(f"store is at {revision}: {_safe_url(url)}")
+    click.echo(f"store is at {revision}: {mask_url_password(url)}")
 
 
 @db.command("downgrade")
@@ -53,10 +55,13 @@ def db_revision(message: str, branch_label: str | None) -> None:
     migrate.revision(load_settings().database_url, message, branch_label)
 
 
-def _safe_url(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
+def _check_own_config() -> None:
+    """The demo runs on settings of its own (var/demo/hub.yaml); the caller's environment and
+    HUB_CONFIG file are still checked first, so a broken one is reported, not silently replaced."""
+    own = os.environ.get("HUB_CONFIG")
+    load_settings()
+    if own:
+        click.echo(f"note: HUB_CONFIG={own} is valid; the demo uses its own settings file instead", err=True)
 
 
 @click.command()
@@ -66,6 +71,7 @@ def demo(reset: bool) -> None:
     # The CLI is the entry point: the one Dagster step of the demo lives in assets/.
     from assets.demo import run_demo
 
+    _check_own_config()
     ok = run_demo(reset=reset, echo=click.echo)
     sys.exit(0 if ok else 1)
 
@@ -77,6 +83,7 @@ def ui(port: int, host: str) -> None:
     """Open the Dagster UI (webserver and daemon) on the demo data, with history kept in var/."""
     from hub.demo.run import prepare_environment
 
+    _check_own_config()
     prepare_environment()
     os.chdir(PROJECT_DIR)
     args = [
@@ -93,15 +100,30 @@ def ui(port: int, host: str) -> None:
     os.execvp(args[0], args)
 
 
+_LIMITS = ConnectionLimits()
+
+
 @click.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8080, show_default=True)
-@click.option("--workers", default=1, show_default=True)
-def serve(host: str, port: int, workers: int) -> None:
+@click.option("--workers", default=1, show_default=True, help="Worker processes (one per core).")
+@click.option(
+    "--header-timeout",
+    default=_LIMITS.header_timeout_s,
+    show_default=True,
+    help="Seconds a client has to send a request's headers (then 408 and closed).",
+)
+@click.option(
+    "--body-timeout",
+    default=_LIMITS.body_timeout_s,
+    show_default=True,
+    help="Seconds a client has to send a request's body once its headers are in.",
+)
+def serve(host: str, port: int, workers: int, header_timeout: float, body_timeout: float) -> None:
     """Run the HTTP receiver: the site's signed lead webhook (and the other inbound endpoints)."""
-    import uvicorn
+    from dataclasses import replace
 
-    from hub.server import create_app
+    from hub.server.run import serve as run_server
 
     settings = load_settings()
     if not settings.site.webhook_secret:
@@ -109,12 +131,5 @@ def serve(host: str, port: int, workers: int) -> None:
         click.echo(
             "warning: HUB_SITE__WEBHOOK_SECRET is not set: site webhook posts will be refused", err=True
         )
-    uvicorn.run(
-        create_app(settings),
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="info",
-        access_log=False,
-        proxy_headers=True,
-    )
+    limits = replace(_LIMITS, header_timeout_s=header_timeout, body_timeout_s=body_timeout)
+    run_server(settings, host, port, workers, limits)
