@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     Numeric,
     String,
@@ -441,6 +442,9 @@ class QuarantineRecord(Base):
     source_ref: Mapped[str | None] = mapped_column(String(300))
     fingerprint: Mapped[str] = mapped_column(String(64))
     raw: Mapped[str] = mapped_column(Text)
+    # The exact bytes when the input was bytes (text in an unknown or wrong charset): `raw` is
+    # only their readable approximation.
+    raw_bytes: Mapped[bytes | None] = mapped_column(LargeBinary)
     error: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = _created()
     resolved_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -477,9 +481,14 @@ class WebhookInbox(Base):
     __tablename__ = "hub_webhook_inbox"
     id: Mapped[int] = mapped_column(primary_key=True)
     endpoint: Mapped[str] = mapped_column(String(100), index=True)
-    # sha256 of the signature header: a replayed post is stored once.
+    # sha256 of what the signature covers ("<timestamp>." + body): a replayed post is stored once,
+    # however its headers are spelled.
     dedup_key: Mapped[str] = mapped_column(String(64), unique=True)
-    body: Mapped[str] = mapped_column(Text)
+    # The body exactly as received; decoded (declared charset or detection) when it is processed.
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # Posts stored before the raw bytes were kept (migration 1701) have only their text.
+    body: Mapped[str | None] = mapped_column(Text)
+    # An allow-list of headers, each value bounded (hub/server/site_webhook.py).
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[datetime] = _created()
     processed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), index=True)
@@ -697,13 +706,17 @@ class MailTrackingToken(Base):
 
 
 class MailPixelHit(Base):
-    """Each fetch of a tracking pixel; machine fetches are kept with the reason they were not
-    counted as an open."""
+    """The fetches of one sent email's tracking pixel, counted in one row (a pixel fetched a
+    thousand times is one row); the last fetch's agent and address, and the reason the last
+    machine fetch was not counted as an open."""
 
     __tablename__ = "hub_mail_pixel_hits"
     id: Mapped[int] = mapped_column(primary_key=True)
-    message_id: Mapped[str] = mapped_column(String(500), index=True)
-    fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    message_id: Mapped[str] = mapped_column(String(500), unique=True)
+    fetches: Mapped[int] = mapped_column(Integer, default=0)
+    machine_fetches: Mapped[int] = mapped_column(Integer, default=0)
+    first_fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_fetched_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     remote_ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(Text)
     machine_reason: Mapped[str | None] = mapped_column(String(300))

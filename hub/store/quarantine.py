@@ -35,14 +35,18 @@ def storable(text: str) -> str:
 def quarantine(
     session: Session, source: str, raw: Any, error: Exception | str, source_ref: str | None = None
 ) -> None:
-    """Stage a quarantine row; the same raw input from the same source is kept once."""
+    """Stage a quarantine row; the same raw input from the same source is kept once. Bytes are
+    kept exactly too (`raw_bytes`), and told apart by their own digest: two bodies in an
+    unknown charset read the same once decoded with replacements, and neither may be lost."""
     text = raw_text(raw)
-    fingerprint = hashlib.sha256(text.encode("utf-8", errors="replace")).hexdigest()
+    exact = bytes(raw) if isinstance(raw, bytes | bytearray) else None
+    digest_of = exact if exact is not None else text.encode("utf-8", errors="replace")
     row = {
         "source": source,
         "source_ref": storable(source_ref)[:300] if source_ref is not None else None,
-        "fingerprint": fingerprint,
+        "fingerprint": hashlib.sha256(digest_of).hexdigest(),
         "raw": text[:MAX_RAW_CHARS],
+        "raw_bytes": exact[:MAX_RAW_CHARS] if exact is not None else None,
         "error": storable(describe_error(error))[:10_000],
         "created_at": utcnow(),
     }
