@@ -34,7 +34,7 @@ def site_leads(
         api = sync_site_api(store.database_url, source, region)
         per_way["api_written"] = api.written
         total.merge(api)
-    inbox = sync_webhook_inbox(store.database_url, region)
+    inbox = sync_webhook_inbox(store.database_url, region, max_records=settings.site.webhook_max_records)
     per_way["webhook_written"] = inbox.written
     total.merge(inbox)
     if site.csv_dir:

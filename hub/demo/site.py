@@ -173,5 +173,5 @@ def generate_site_demo(
         signature = sign_webhook(secret, sent_at, body)
         problem = verify_webhook(secret, str(sent_at), signature, body, sent_at, replay_window_s=300)
         if problem is None:
-            accept_webhook(database_url, body, {TIMESTAMP_HEADER.lower(): str(sent_at)}, signature)
+            accept_webhook(database_url, body, {TIMESTAMP_HEADER.lower(): str(sent_at)}, sent_at)
     return {"site": {"snapshot_file": str(snapshot), "csv_dir": str(site_dir / "csv")}}

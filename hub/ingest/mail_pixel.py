@@ -1,24 +1,36 @@
-"""The second open signal: a per-message tracking pixel served by `hub serve`. Each fetch is
-kept; fetches by image proxies, privacy prefetchers, security scanners or within seconds of
-sending are not opens, and the reason is recorded with the fetch."""
+"""The second open signal: a per-message tracking pixel served by `hub serve`. Fetches are
+counted per email in one row; fetches by image proxies, privacy prefetchers, security scanners
+or within seconds of sending are not opens, and the last such reason is kept with the count."""
 
 from __future__ import annotations
 
 import base64
 import ipaddress
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
-from starlette.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from hub.ingest.mail import OpenEvent, record_open
-from hub.settings import HubSettings, MailSettings
+from hub.settings import MailSettings
 from hub.store.db import session_scope
+from hub.store.group_commit import QueueFull
 from hub.store.models import Activity, MailPixelHit, MailTrackingToken
+from hub.store.upsert import upsert
 from hub.timeutil import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from hub.server.app import ServerContext
+
+log = logging.getLogger("hub.server")
 
 PIXEL_PATH = "/o/{token}.gif"
 GIF = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
@@ -78,6 +90,93 @@ def machine_reason(
     return None
 
 
+@dataclass(frozen=True)
+class PixelFetch:
+    token: str
+    user_agent: str | None
+    remote_ip: str | None
+    fetched_at: datetime
+    method: str = "GET"
+
+
+HEAD_REASON = "HEAD request: a link checker or proxy, not a mail client showing the image"
+
+
+def record_pixel_fetches(session: Session, fetches: Sequence[PixelFetch], mail: MailSettings) -> list[str]:
+    """Count the fetches in their emails' rows and record the opens of people, in the caller's
+    transaction. Per fetch: "open", "first_open", "machine" or "unknown_token" (no trace kept)."""
+    tokens = {f.token for f in fetches}
+    message_of: dict[str, str] = {
+        token: message_id
+        for token, message_id in session.execute(
+            select(MailTrackingToken.token, MailTrackingToken.message_id).where(
+                MailTrackingToken.token.in_(tokens)
+            )
+        )
+    }
+    sent_of = {
+        sent.message_id: sent
+        for sent in session.scalars(
+            select(Activity).where(
+                Activity.kind == "email_sent", Activity.message_id.in_(set(message_of.values()))
+            )
+        )
+    }
+    counts: dict[str, dict[str, Any]] = {}
+    outcomes = []
+    for fetch in fetches:
+        message_id = message_of.get(fetch.token)
+        sent = sent_of.get(message_id) if message_id is not None else None
+        if message_id is None or sent is None:
+            outcomes.append("unknown_token")
+            continue
+        reason = HEAD_REASON if fetch.method == "HEAD" else None
+        reason = reason or machine_reason(
+            fetch.user_agent,
+            fetch.remote_ip,
+            fetch.fetched_at,
+            sent.occurred_at,
+            mail.pixel_min_seconds_after_send,
+        )
+        row = counts.setdefault(
+            message_id,
+            {
+                "message_id": message_id,
+                "fetches": 0,
+                "machine_fetches": 0,
+                "first_fetched_at": fetch.fetched_at,
+            },
+        )
+        row["fetches"] += 1
+        row.update(
+            last_fetched_at=fetch.fetched_at,
+            remote_ip=(fetch.remote_ip or "")[:64] or None,
+            user_agent=(fetch.user_agent or "")[:1000],
+            created_at=utcnow(),
+        )
+        if reason is not None:
+            row["machine_fetches"] += 1
+            row["machine_reason"] = reason[:300]
+            outcomes.append("machine")
+            continue
+        event = OpenEvent(message_id=message_id, opened_at=fetch.fetched_at, via="pixel", detail={})
+        outcomes.append("first_open" if record_open(session, sent, event, mail) else "open")
+    last = ["last_fetched_at", "remote_ip", "user_agent"]
+    # A batch without a machine fetch leaves the stored reason of the last one as it is.
+    with_reason = [r for r in counts.values() if "machine_reason" in r]
+    without = [{**r, "machine_reason": None} for r in counts.values() if "machine_reason" not in r]
+    for rows, update_columns in ((with_reason, [*last, "machine_reason"]), (without, last)):
+        upsert(
+            session,
+            MailPixelHit,
+            rows,
+            key=["message_id"],
+            update=update_columns,
+            add=["fetches", "machine_fetches"],
+        )
+    return outcomes
+
+
 def record_pixel_fetch(
     database_url: str,
     token: str,
@@ -86,62 +185,56 @@ def record_pixel_fetch(
     mail: MailSettings,
     fetched_at: datetime | None = None,
 ) -> str:
-    """Store the fetch and, for a person, record the open. Returns "open", "first_open",
-    "machine" or "unknown_token"."""
-    fetched_at = fetched_at or utcnow()
+    """One fetch in its own transaction (scripts, tests); `hub serve` batches them."""
+    fetch = PixelFetch(token, user_agent, remote_ip, fetched_at or utcnow())
     with session_scope(database_url) as session:
-        message_id = session.scalar(
-            select(MailTrackingToken.message_id).where(MailTrackingToken.token == token)
-        )
-        if message_id is None:
-            return "unknown_token"
-        sent = session.scalar(
-            select(Activity).where(Activity.kind == "email_sent", Activity.message_id == message_id)
-        )
-        if sent is None:
-            return "unknown_token"
-        reason = machine_reason(
-            user_agent, remote_ip, fetched_at, sent.occurred_at, mail.pixel_min_seconds_after_send
-        )
-        session.add(
-            MailPixelHit(
-                message_id=message_id,
-                fetched_at=fetched_at,
-                remote_ip=remote_ip,
-                user_agent=(user_agent or "")[:1000],
-                machine_reason=reason,
-                created_at=utcnow(),
+        return record_pixel_fetches(session, [fetch], mail)[0]
+
+
+# Fetches waiting to be recorded beyond this are dropped (a flood must not grow memory).
+MAX_WAITING_FETCHES = 10_000
+PIXEL_RECORD_DELAY_S = 0.05
+
+
+def pixel_routes(context: ServerContext) -> list[BaseRoute]:
+    mail = context.settings.mail
+    recorder = context.committer(
+        "pixel-fetches",
+        lambda session, fetches: record_pixel_fetches(session, fetches, mail),
+        max_waiting=MAX_WAITING_FETCHES,
+        # Recorded a little later, in batches: the work a valid token causes never overlaps the
+        # answer (on a busy host it would compete with it for the CPU and be measurable).
+        linger_s=PIXEL_RECORD_DELAY_S,
+    )
+
+    async def record_later(fetch: PixelFetch) -> None:
+        try:
+            recorder.submit_nowait(fetch)
+        except QueueFull:
+            log.warning(
+                "pixel fetch not recorded: %d fetches already wait for the store", MAX_WAITING_FETCHES
             )
-        )
-        if reason is not None:
-            return "machine"
-        first = record_open(
-            session,
-            sent,
-            OpenEvent(message_id=message_id, opened_at=fetched_at, via="pixel", detail={}),
-            mail,
-        )
-        return "first_open" if first else "open"
 
-
-def pixel_routes(settings: HubSettings) -> list[Route]:
     async def serve_pixel(request: Request) -> Response:
         token = request.path_params["token"]
-        # Tokens are url-safe base64 of 24 random bytes; anything else is not ours.
+        # Tokens are url-safe base64 of 24 random bytes; anything else is not ours. Whatever the
+        # token, the answer is the same image, sent before the fetch is handed to the recorder:
+        # neither the answer nor its timing tells a valid token from a guess.
+        later = None
         if 16 <= len(token) <= 64:
-            await run_in_threadpool(
-                record_pixel_fetch,
-                settings.database_url,
+            fetch = PixelFetch(
                 token,
                 request.headers.get("user-agent"),
                 request.client.host if request.client else None,
-                settings.mail,
+                utcnow(),
+                request.method,
             )
-        # The same image whatever the token: the answer never tells a token is valid.
+            later = BackgroundTask(record_later, fetch)
         return Response(
             GIF,
             media_type="image/gif",
             headers={"Cache-Control": "no-store, no-cache, must-revalidate, max-age=0", "Pragma": "no-cache"},
+            background=later,
         )
 
-    return [Route(PIXEL_PATH, serve_pixel, methods=["GET"])]
+    return [Route(PIXEL_PATH, serve_pixel, methods=["GET", "HEAD"])]

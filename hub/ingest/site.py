@@ -6,19 +6,25 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from connectors.lead_exports import LeadMapping
 from connectors.site import LeadsSource, open_leads_export
+from connectors.text import decode_bytes
 from hub.ingest.stats import IngestStats, note_http_usage
 from hub.leads import write_web_leads
+from hub.settings import variable_of
 from hub.store.cursors import load_cursor, save_cursor
 from hub.store.db import session_scope
 from hub.store.models import WebhookInbox
-from hub.store.quarantine import quarantine, storable
+from hub.store.quarantine import quarantine
 from hub.store.upsert import upsert
 from hub.timeutil import utcnow
 
@@ -62,27 +68,106 @@ def sync_site_api(database_url: str, source: LeadsSource, default_region: str) -
     return stats
 
 
+@dataclass(frozen=True)
+class WebhookPost:
+    """An authenticated post, as the receiver hands it to the inbox."""
+
+    body: bytes
+    timestamp: int  # the signed X-Hub-Timestamp
+    headers: dict[str, str]
+    endpoint: str = WEBHOOK_ENDPOINT
+
+
+def inbox_key(timestamp: int, body: bytes) -> str:
+    """The digest of what the signature covers: a replay has the same key however its headers
+    are spelled (whitespace around the signature, leading zeros in the timestamp)."""
+    return hashlib.sha256(f"{timestamp}.".encode() + body).hexdigest()
+
+
+def store_webhook_posts(session: Session, posts: Sequence[WebhookPost]) -> list[int | None]:
+    """Stage posts in the inbox, raw bytes as received, in the caller's transaction. Per post
+    its inbox id, or None for a replay (stored before, or earlier in `posts`)."""
+    keys = [inbox_key(post.timestamp, post.body) for post in posts]
+    now = utcnow()
+    rows = {}
+    for key, post in zip(keys, posts, strict=True):
+        rows.setdefault(
+            key,
+            {
+                "endpoint": post.endpoint,
+                "dedup_key": key,
+                "raw": post.body,
+                "headers": post.headers,
+                "received_at": now,
+            },
+        )
+    stored = upsert(
+        session,
+        WebhookInbox,
+        list(rows.values()),
+        key=["dedup_key"],
+        update=[],
+        returning=("dedup_key", "id"),
+    )
+    new_ids = dict(stored)
+    return [new_ids.pop(key, None) for key in keys]
+
+
 def accept_webhook(
-    database_url: str, body: bytes, headers: dict[str, str], signature: str, endpoint: str = WEBHOOK_ENDPOINT
+    database_url: str, body: bytes, headers: dict[str, str], timestamp: int, endpoint: str = WEBHOOK_ENDPOINT
 ) -> int | None:
-    """Store an authenticated post durably; a replay of the same signed post is stored once.
+    """Store one authenticated post durably (its own transaction); a replay is stored once.
     Returns the inbox id, or None for a replay."""
-    dedup_key = hashlib.sha256(signature.encode()).hexdigest()
-    row = {
-        "endpoint": endpoint,
-        "dedup_key": dedup_key,
-        "body": storable(body.decode("utf-8", errors="replace")),
-        "headers": headers,
-        "received_at": utcnow(),
-    }
     with session_scope(database_url) as session:
-        ids = upsert(session, WebhookInbox, [row], key=["dedup_key"], update=[], returning="id")
-    return ids[0] if ids else None
+        return store_webhook_posts(session, [WebhookPost(body, timestamp, headers, endpoint)])[0]
 
 
-def sync_webhook_inbox(database_url: str, default_region: str, batch: int = 500) -> IngestStats:
+def parse_post(raw: bytes | str, content_type: str | None) -> tuple[list[Any], str | None]:
+    """The lead records of a post and, when it has none to give, why (for the quarantine).
+    Bytes are decoded by the project's decoder (connectors.text: a BOM, else UTF-8 when they are
+    UTF-8, else the charset the Content-Type declares, else Windows-1251); bytes that are not
+    text in the encoding chosen are refused, not read with replacement characters."""
+    if isinstance(raw, str):  # posts stored before the inbox kept bytes
+        text = raw
+    else:
+        declared = _declared_charset(content_type)
+        decoded = decode_bytes(raw, declared)
+        try:
+            raw.decode(decoded.encoding)
+        except UnicodeDecodeError as exc:
+            return [], (
+                f"webhook body is not text: byte {exc.start} ({raw[exc.start : exc.start + 1]!r}) is not "
+                f"{decoded.encoding} (Content-Type: {content_type!r}; {decoded.note or 'read by content'})"
+            )
+        text = decoded.text
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return [], f"webhook body is not JSON: {exc}"
+    except RecursionError:
+        # Hostile nesting must not leave the post unprocessed, blocking every later run.
+        return [], "webhook body is nested too deeply"
+    if isinstance(body, dict) and isinstance(body.get("leads"), list):
+        return body["leads"], None
+    if isinstance(body, dict):
+        return [body], None
+    return [], 'webhook body is neither a lead nor {"leads": [...]}'
+
+
+def _declared_charset(content_type: str | None) -> str | None:
+    if not content_type:
+        return None
+    message = Message()
+    message["content-type"] = content_type
+    return message.get_content_charset()
+
+
+def sync_webhook_inbox(
+    database_url: str, default_region: str, batch: int = 500, max_records: int | None = None
+) -> IngestStats:
     """Turn stored webhook posts into leads; each post is marked processed in the same
-    transaction as its leads."""
+    transaction as its leads. A post with more than `max_records` leads (stored before the
+    receiver refused such posts) is quarantined whole."""
     stats = IngestStats()
     while True:
         with session_scope(database_url) as session:
@@ -95,37 +180,23 @@ def sync_webhook_inbox(database_url: str, default_region: str, batch: int = 500)
             if not posts:
                 return stats
             for post in posts:
-                records = _records_in_post(session, post)
+                records = _records_in_post(session, post, max_records)
                 if records:
                     stats.merge(write_web_leads(session, WEBHOOK_SOURCE, records, default_region))
                 post.processed_at = utcnow()
             stats.extra["posts"] = stats.extra.get("posts", 0) + len(posts)
 
 
-def _records_in_post(session: Any, post: WebhookInbox) -> list[Any]:
-    try:
-        body = json.loads(post.body)
-    except json.JSONDecodeError as exc:
-        quarantine(session, WEBHOOK_SOURCE, post.body, f"webhook body is not JSON: {exc}", f"inbox:{post.id}")
+def _records_in_post(session: Session, post: WebhookInbox, max_records: int | None) -> list[Any]:
+    stored: bytes | str = bytes(post.raw) if post.raw is not None else (post.body or "")
+    records, problem = parse_post(stored, (post.headers or {}).get("content-type"))
+    if problem is None and max_records is not None and len(records) > max_records:
+        setting = variable_of("site", "webhook_max_records")
+        problem = f"webhook post carries {len(records)} leads, more than {setting} ({max_records})"
+    if problem is not None:
+        quarantine(session, WEBHOOK_SOURCE, stored, problem, f"inbox:{post.id}")
         return []
-    except RecursionError:
-        # Hostile nesting must not leave the post unprocessed, blocking every later run.
-        quarantine(
-            session, WEBHOOK_SOURCE, post.body, "webhook body is nested too deeply", f"inbox:{post.id}"
-        )
-        return []
-    if isinstance(body, dict) and isinstance(body.get("leads"), list):
-        return body["leads"]
-    if isinstance(body, dict):
-        return [body]
-    quarantine(
-        session,
-        WEBHOOK_SOURCE,
-        post.body,
-        'webhook body is neither a lead nor {"leads": [...]}',
-        f"inbox:{post.id}",
-    )
-    return []
+    return records
 
 
 def sync_csv_dir(

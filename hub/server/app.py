@@ -41,7 +41,9 @@ class ServerContext:
     committers: list[GroupCommitter[Any, Any]] = field(default_factory=list)
 
     def committer(self, name: str, write: BatchWriter[Any, Any], **options: Any) -> GroupCommitter[Any, Any]:
-        committer: GroupCommitter[Any, Any] = GroupCommitter(self.settings.database_url, write, name=name, **options)
+        committer: GroupCommitter[Any, Any] = GroupCommitter(
+            self.settings.database_url, write, name=name, **options
+        )
         self.committers.append(committer)
         return committer
 
@@ -68,7 +70,9 @@ class SafetyHeaders:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
-                headers += [(k.encode(), v.encode()) for k, v in SAFETY_HEADERS.items() if k.encode() not in present]
+                headers += [
+                    (k.encode(), v.encode()) for k, v in SAFETY_HEADERS.items() if k.encode() not in present
+                ]
                 message = {**message, "headers": headers}
             await send(message)
 
