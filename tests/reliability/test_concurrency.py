@@ -1,16 +1,16 @@
 """Concurrency: two runs of the whole graph at once on the same store (a schedule and a
 manual run) never double-write — on SQLite and PostgreSQL — and the webhook receiver (`hub
-serve`, a real uvicorn process) takes a burst of 10,000 signed posts on loopback losing none."""
+serve`, a real uvicorn process) takes a burst of 10,000 signed posts on loopback losing none,
+and a SIGKILL in the middle of 2,000 loses none that it acknowledged."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -27,9 +27,8 @@ from hub.store.models import Lead, WebhookInbox
 from tests.conftest import POSTGRES_URL
 from tests.faults.crash import DemoWorld, GraphRunner, build_demo_world
 from tests.faults.store_compare import image_differences, store_image
-from tests.local_server import free_port
+from tests.serve.process import hub_serve, start_hub_serve
 
-PROJECT_DIR = Path(__file__).resolve().parents[2]
 TODAY = date(2026, 11, 20)
 STEADY = {"HUB_ROUTING__REQUIRE_SHIFT": "false"}
 # Runs after which another run changes nothing (test_crash_resume::test_one_clean_run_reaches_a_fixed_point).
@@ -125,59 +124,40 @@ SECRET = "burst-secret"
 
 
 @pytest.fixture
-def hub_serve(sqlite_store: str, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("HUB_")}
-    env.update(
-        {"HUB_DATABASE_URL": sqlite_store, "HUB_SITE__WEBHOOK_SECRET": SECRET, "HUB_DATA_DIR": str(tmp_path)}
-    )
-    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - closed below, after the process
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hub.cli", "serve", "--port", str(port)],
-        env=env,
-        cwd=PROJECT_DIR,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/healthz", timeout=1).ok:
-                break
-        except requests.ConnectionError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        raise RuntimeError((tmp_path / "serve.log").read_text()[-3000:])
-    yield url
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+def hub_serve_process(sqlite_store: str, tmp_path: Path) -> Iterator[str]:
+    settings = {
+        "HUB_DATABASE_URL": sqlite_store,
+        "HUB_SITE__WEBHOOK_SECRET": SECRET,
+        "HUB_DATA_DIR": str(tmp_path),
+    }
+    with hub_serve(settings, tmp_path / "serve.log") as server:
+        yield server.url
+
+
+def _signed_post(session: requests.Session, url: str, body: bytes, now: int) -> int:
+    headers = {
+        SIGNATURE_HEADER: sign_webhook(SECRET, now, body),
+        TIMESTAMP_HEADER: str(now),
+        "Content-Type": "application/json",
+    }
+    return session.post(f"{url}/webhooks/site/leads", data=body, headers=headers, timeout=60).status_code
+
+
+def _lead_body(prefix: str, n: int) -> bytes:
+    return json.dumps(
+        {"id": f"{prefix}{n:05d}", "phone": f"+7916{n:07d}", "submitted_at": "2026-11-20T10:00:00Z"}
+    ).encode()
 
 
 @pytest.mark.slow
-def test_a_burst_of_ten_thousand_signed_posts_loses_none(hub_serve: str, sqlite_store: str) -> None:
+def test_a_burst_of_ten_thousand_signed_posts_loses_none(hub_serve_process: str, sqlite_store: str) -> None:
     now = int(time.time())
 
     def post_range(start: int) -> list[int]:
         session = requests.Session()
-        statuses = []
-        for n in range(start, POSTS, 16):
-            body = json.dumps(
-                {"id": f"b{n:05d}", "phone": f"+7916{n:07d}", "submitted_at": "2026-11-20T10:00:00Z"}
-            ).encode()
-            headers = {
-                SIGNATURE_HEADER: sign_webhook(SECRET, now, body),
-                TIMESTAMP_HEADER: str(now),
-                "Content-Type": "application/json",
-            }
-            statuses.append(
-                session.post(
-                    f"{hub_serve}/webhooks/site/leads", data=body, headers=headers, timeout=60
-                ).status_code
-            )
-        return statuses
+        return [
+            _signed_post(session, hub_serve_process, _lead_body("b", n), now) for n in range(start, POSTS, 16)
+        ]
 
     started = time.monotonic()
     with ThreadPoolExecutor(max_workers=16) as pool:
@@ -191,6 +171,62 @@ def test_a_burst_of_ten_thousand_signed_posts_loses_none(hub_serve: str, sqlite_
         assert session.scalar(select(func.count(func.distinct(Lead.source_ref)))) == POSTS
     assert stats.written == POSTS
     print(f"\n{POSTS} posts accepted in {elapsed:.1f}s ({POSTS / elapsed:.0f}/s)")
+
+
+KILLED_POSTS = 2_000
+
+
+def _stored_lead_ids(database_url: str) -> Counter[str]:
+    with session_scope(database_url) as session:
+        return Counter(json.loads(bytes(raw))["id"] for raw in session.scalars(select(WebhookInbox.raw)))
+
+
+@pytest.mark.slow
+def test_every_post_acknowledged_before_a_kill_9_is_in_the_inbox_exactly_once(
+    store_url: str, tmp_path: Path
+) -> None:
+    """2,000 signed posts from 16 connections to two workers, SIGKILLed (both workers) after
+    about a third were answered 202: every answered post is stored once; the site then sends
+    everything again (it cannot know what was stored) and each post is still stored once."""
+    settings = {
+        "HUB_DATABASE_URL": store_url,
+        "HUB_SITE__WEBHOOK_SECRET": SECRET,
+        "HUB_DATA_DIR": str(tmp_path),
+    }
+    now = int(time.time())
+    server = start_hub_serve(settings, tmp_path / "serve.log", "--workers", "2")
+    acknowledged: set[str] = set()
+    lock = threading.Lock()
+
+    def post_share(start: int) -> None:
+        session = requests.Session()
+        for n in range(start, KILLED_POSTS, 16):
+            try:
+                status = _signed_post(session, server.url, _lead_body("k", n), now)
+            except requests.RequestException:
+                continue  # the server died under this post: not acknowledged
+            if status == 202:
+                with lock:
+                    acknowledged.add(f"k{n:05d}")
+                    if len(acknowledged) == KILLED_POSTS // 3:
+                        server.kill()
+
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(post_share, range(16)))
+    finally:
+        server.kill()
+    stored = _stored_lead_ids(store_url)
+    assert KILLED_POSTS // 3 <= len(acknowledged) < KILLED_POSTS
+    assert acknowledged <= set(stored) and set(stored.values()) == {1}
+    print(f"\n{len(acknowledged)} posts acknowledged before the kill, {len(stored)} stored")
+
+    with hub_serve(settings, tmp_path / "serve-again.log", "--workers", "2") as again:
+        session = requests.Session()
+        statuses = [_signed_post(session, again.url, _lead_body("k", n), now) for n in range(KILLED_POSTS)]
+    assert set(statuses) == {202}
+    stored = _stored_lead_ids(store_url)
+    assert len(stored) == KILLED_POSTS and set(stored.values()) == {1}
 
 
 @pytest.mark.postgres
