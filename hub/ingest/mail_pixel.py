@@ -205,6 +205,7 @@ def pixel_routes(context: ServerContext) -> list[BaseRoute]:
         # Recorded a little later, in batches: the work a valid token causes never overlaps the
         # answer (on a busy host it would compete with it for the CPU and be measurable).
         linger_s=PIXEL_RECORD_DELAY_S,
+        writers=1,  # opens update activities in fetch order: one writer, no lock-order deadlock
     )
 
     async def record_later(fetch: PixelFetch) -> None:

@@ -101,10 +101,12 @@ def store_webhook_posts(session: Session, posts: Sequence[WebhookPost]) -> list[
                 "received_at": now,
             },
         )
+    # In key order: concurrent transactions then take the unique index's locks in one order.
+    ordered = [rows[key] for key in sorted(rows)]
     stored = upsert(
         session,
         WebhookInbox,
-        list(rows.values()),
+        ordered,
         key=["dedup_key"],
         update=[],
         returning=("dedup_key", "id"),

@@ -64,6 +64,7 @@ class GroupCommitter(Generic[Item, Result]):
         max_batch: int = 1000,
         max_waiting: int = 0,
         linger_s: float = 0.0,
+        writers: int | None = None,
     ) -> None:
         self.database_url = database_url
         self.write = write
@@ -74,7 +75,8 @@ class GroupCommitter(Generic[Item, Result]):
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_waiting)
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self.writers = 1 if make_url(database_url).get_backend_name() == "sqlite" else 2
+        # Two writers only where `write` takes its locks in one order (else they could deadlock).
+        self.writers = writers or (1 if make_url(database_url).get_backend_name() == "sqlite" else 2)
         self.batches = 0  # transactions committed (for benchmarks and tests)
         self.items = 0
 
