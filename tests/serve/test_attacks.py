@@ -191,23 +191,29 @@ def test_only_allow_listed_headers_are_stored_and_bounded(server: HubServe, shar
 # ---------------------------------------------------------------- 4: encodings
 
 
-def test_bodies_in_other_charsets_keep_their_bytes_and_decode_by_the_declared_charset_or_detection(
+def test_bodies_in_other_charsets_keep_their_bytes_and_are_read_by_content_or_quarantined(
     server: HubServe, shared_store: str
 ) -> None:
-    declared = json.dumps(_lead("cp-declared", name="Иван Петров"), ensure_ascii=False).encode("cp1251")
-    undeclared = json.dumps(
-        _lead("cp-detected", name="Анна Смирнова", phone="+7 916 000-00-02"), ensure_ascii=False
+    def cp1251(marker: str, name: str, phone: str) -> bytes:
+        return json.dumps(_lead(marker, name=name, phone=phone), ensure_ascii=False).encode("cp1251")
+
+    declared = cp1251("cp-declared", "Иван Петров", "+7 916 000-00-11")
+    undeclared = cp1251("cp-detected", "Анна Смирнова", "+7 916 000-00-12")
+    # A site that says UTF-8 and sends Windows-1251 (a hand-built body): read by its content.
+    mislabelled = cp1251("cp-mislabelled", "Пётр Сидоров", "+7 916 000-00-13")
+    # 0x98 is no character in Windows-1251, and the bytes are not UTF-8: not text at all.
+    unreadable = cp1251("cp-unreadable", "Ольга", "+7 916 000-00-14").replace(
+        "Ольга".encode("cp1251"), b"\x98\xcf"
     )
-    undeclared_bytes = undeclared.encode("cp1251")
-    assert (
-        _post(server, declared, {"Content-Type": "application/json; charset=windows-1251"}).status_code == 202
-    )
-    assert _post(server, undeclared_bytes, {"Content-Type": "application/json"}).status_code == 202
-    # Declared UTF-8, but not UTF-8: kept, and quarantined with its exact bytes.
-    lying = json.dumps(_lead("cp-lying", name="Пётр Сидоров"), ensure_ascii=False).encode("cp1251")
-    assert _post(server, lying, {"Content-Type": "application/json; charset=utf-8"}).status_code == 202
+    for body, content_type in [
+        (declared, "application/json; charset=windows-1251"),
+        (undeclared, "application/json"),
+        (mislabelled, "application/json; charset=utf-8"),
+        (unreadable, "application/json"),
+    ]:
+        assert _post(server, body, {"Content-Type": content_type}).status_code == 202
     assert inbox_bodies(shared_store, b"cp-declared") == [declared]
-    assert inbox_bodies(shared_store, b"cp-lying") == [lying]
+    assert inbox_bodies(shared_store, b"cp-unreadable") == [unreadable]
 
     sync_webhook_inbox(shared_store, "RU")
     with session_scope(shared_store) as session:
@@ -217,9 +223,13 @@ def test_bodies_in_other_charsets_keep_their_bytes_and_decode_by_the_declared_ch
         quarantined = session.scalars(
             select(QuarantineRecord).where(QuarantineRecord.source == "site_webhook")
         ).all()
-    assert names == {"cp-declared": "Иван Петров", "cp-detected": "Анна Смирнова"}
-    (lying_row,) = [q for q in quarantined if q.raw_bytes == lying]
-    assert "utf-8" in lying_row.error and "Content-Type" in lying_row.error
+    assert names == {
+        "cp-declared": "Иван Петров",
+        "cp-detected": "Анна Смирнова",
+        "cp-mislabelled": "Пётр Сидоров",
+    }
+    (unreadable_row,) = [q for q in quarantined if q.raw_bytes == unreadable]
+    assert "not text" in unreadable_row.error and "cp1251" in unreadable_row.error
 
 
 # ---------------------------------------------------------------- 10: the pixel

@@ -14,8 +14,18 @@ from hub.store.db import make_engine
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 
 
-def _before_1701(database_url: str) -> None:
-    migrate.upgrade(database_url, "1401")
+def _before() -> str:
+    from alembic.script import ScriptDirectory
+
+    from hub.store.migrate import MIGRATIONS_DIR
+
+    previous = ScriptDirectory(str(MIGRATIONS_DIR)).get_revision("1701").down_revision
+    assert isinstance(previous, str)
+    return previous
+
+
+def _at_the_revision_before_1701(database_url: str) -> None:
+    migrate.upgrade(database_url, _before())
     with make_engine(database_url).begin() as conn:
         for n, (message_id, reason) in enumerate(
             [("<a@x>", "image proxy: Gmail"), ("<a@x>", None), ("<a@x>", None), ("<b@x>", "crawler/bot")]
@@ -46,9 +56,9 @@ def _before_1701(database_url: str) -> None:
 
 
 def test_pixel_fetches_are_folded_and_old_posts_still_become_leads(store_url: str) -> None:
-    # store_url is migrated to the head; start again from before 1701 with data in it.
-    migrate.downgrade(store_url, "1401")
-    _before_1701(store_url)
+    # store_url is migrated to the head; go back to before 1701 and put data in.
+    migrate.downgrade(store_url, _before())
+    _at_the_revision_before_1701(store_url)
     migrate.upgrade(store_url)
     with make_engine(store_url).connect() as conn:
         rows = conn.execute(
@@ -63,7 +73,7 @@ def test_pixel_fetches_are_folded_and_old_posts_still_become_leads(store_url: st
     ]
     assert sync_webhook_inbox(store_url, "RU").written == 1
 
-    migrate.downgrade(store_url, "1401")
+    migrate.downgrade(store_url, _before())
     with make_engine(store_url).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM hub_mail_pixel_hits")).scalar() == 2
         assert conn.execute(text("SELECT body FROM hub_webhook_inbox")).scalar().startswith('{"id": "old-1"')

@@ -5,7 +5,7 @@ Existing pixel fetches are folded into their email's row (counts, first and last
 last agent and address, the last machine reason). Existing inbox rows keep their text.
 
 Revision ID: 1701
-Revises: 1401
+Revises: 2101_rep_locale_alert_details
 """
 
 from collections.abc import Sequence
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "1701"
-down_revision: str | Sequence[str] | None = "1401"
+down_revision: str | Sequence[str] | None = "2101_rep_locale_alert_details"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
