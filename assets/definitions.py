@@ -5,6 +5,7 @@ from __future__ import annotations
 from dagster import Definitions, load_assets_from_modules
 
 from assets import accounting, analytics, crm, leads, mail, ops, site, telephony
+from assets.executor import build_executor
 from assets.resources import build_resources
 from hub.settings import load_settings
 
@@ -39,4 +40,6 @@ defs = Definitions(
         *mail.MAIL_SENSORS,
     ],
     resources=build_resources(settings),
+    # Dagster's multiprocess default, or Celery workers (HUB_OPS__CELERY_CONFIG, docs/DEPLOYMENT.md).
+    executor=build_executor(settings.ops),
 )

@@ -190,6 +190,13 @@ class OpsSettings(Section):
     telegram_api_url: str = "https://api.telegram.org"
     telegram_chat_id: str = Field("", description="Chat (or channel) the ops alerts go to")
     max_delivery_attempts: int = Field(5, ge=1)
+    # The same file the workers start with (`dagster-celery worker start -y`), so the executor
+    # and the workers cannot disagree on the broker, the queue or the acknowledgement rules.
+    celery_config: str = Field(
+        "",
+        description="Celery executor YAML shared with the workers (deploy/celery.yaml); "
+        "empty: steps run as processes on the run's host",
+    )
 
 
 ALERT_LANGUAGES = ("ru", "pl", "en")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -58,6 +58,30 @@ def postgres_url() -> Iterator[str]:
     dispose_engines()
     with admin.begin() as conn:
         conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def postgres_schemas() -> Iterator[Callable[[], str]]:
+    """Makes more fresh schemas beside `postgres_url`'s (a baseline store, a second run's), each
+    dropped afterwards; returns their URLs."""
+    if not POSTGRES_AVAILABLE:
+        pytest.skip("PostgreSQL is not reachable")
+    admin = create_engine(POSTGRES_URL)
+    made: list[str] = []
+
+    def make() -> str:
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        made.append(schema)
+        return f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+
+    yield make
+    dispose_engines()
+    with admin.begin() as conn:
+        for schema in made:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
     admin.dispose()
 
 

@@ -16,6 +16,7 @@ import json
 import os
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -38,14 +39,26 @@ def _asset_running(frame: FrameType | None) -> str:
     return "-"
 
 
-class KillSwitch:
-    """Counts the store's statements per asset; kills the process at the `kill_at`-th
-    statement of asset `kill_in` (or of the whole run when `kill_in` is None)."""
+def kill_this_process() -> None:
+    os.kill(os.getpid(), signal.SIGKILL)
 
-    def __init__(self, database: str, kill_in: str | None, kill_at: int | None) -> None:
+
+class KillSwitch:
+    """Counts the store's statements per asset; calls `kill` (SIGKILL of this process unless
+    told otherwise) at the `kill_at`-th statement of asset `kill_in` (or of the whole run when
+    `kill_in` is None)."""
+
+    def __init__(
+        self,
+        database: str,
+        kill_in: str | None,
+        kill_at: int | None,
+        kill: Callable[[], None] = kill_this_process,
+    ) -> None:
         self.database = database
         self.kill_in = kill_in
         self.kill_at = kill_at
+        self.kill = kill
         self.trace: list[str] = []
         self.per_asset: dict[str, int] = {}
 
@@ -61,7 +74,7 @@ class KillSwitch:
         self.per_asset[asset] = self.per_asset.get(asset, 0) + 1
         count = len(self.trace) if self.kill_in is None else self.per_asset.get(self.kill_in, 0)
         if count == self.kill_at and (self.kill_in is None or asset == self.kill_in):
-            os.kill(os.getpid(), signal.SIGKILL)
+            self.kill()
 
     def on_statement(self, conn: Any, *args: Any) -> None:
         self._step(conn)

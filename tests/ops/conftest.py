@@ -1,10 +1,11 @@
 """Fixtures of the ops tests: a real SMTP sink (aiosmtpd), a local HTTP server that records
-posts and answers as told, and the hub's Definitions rebuilt with the test's settings."""
+posts and answers as told, and a fresh PostgreSQL database for Dagster's own storage."""
 
 from __future__ import annotations
 
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
@@ -14,7 +15,9 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine, text
 
+from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
 from tests.local_server import free_port, local_server
 
 
@@ -79,3 +82,18 @@ def http_recorder() -> Iterator[HttpRecorder]:
 
     with local_server(Handler, port=port):
         yield recorder
+
+
+@pytest.fixture
+def dagster_database() -> Iterator[str]:
+    """A fresh PostgreSQL database for Dagster's own storage, dropped afterwards."""
+    if not POSTGRES_AVAILABLE:
+        pytest.skip("PostgreSQL is not reachable")
+    name = f"dagster_ops_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()

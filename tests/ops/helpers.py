@@ -1,15 +1,20 @@
-"""The hub's Dagster Definitions rebuilt from the current (test) environment, and the way the
-daemon evaluates a run-status sensor, reproduced for one run."""
+"""The hub's Dagster Definitions rebuilt from the current (test) environment, the way the
+daemon evaluates a run-status sensor, reproduced for one run, and a DAGSTER_HOME with the
+deployment's dagster.yaml on PostgreSQL."""
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
 from typing import Any
 
 from dagster import DagsterEventType, DagsterInstance, Definitions, build_run_status_sensor_context
+from sqlalchemy.engine import make_url
 
 from assets import ops
 from assets.resources import build_resources
-from hub.settings import load_settings
+from hub.settings import PROJECT_DIR, load_settings
+from tests.conftest import POSTGRES_URL
 
 
 def hub_definitions() -> Definitions:
@@ -49,3 +54,19 @@ def evaluate_run_sensor(
         repository_def=defs.get_repository_def(),
     )
     return sensor(context.for_run_failure() if failure else context)
+
+
+def production_dagster_env(home: Path, database: str) -> dict[str, str]:
+    """DAGSTER_HOME at `home` with deploy/dagster.yaml (PostgreSQL storage in `database` of the
+    test server), and the DAGSTER_* variables that file reads."""
+    home.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_DIR / "deploy" / "dagster.yaml", home / "dagster.yaml")
+    url = make_url(POSTGRES_URL)
+    return {
+        "DAGSTER_HOME": str(home),
+        "DAGSTER_PG_HOST": url.host or "127.0.0.1",
+        "DAGSTER_PG_PORT": str(url.port or 5432),
+        "DAGSTER_PG_DB": database,
+        "DAGSTER_PG_USER": url.username or "postgres",
+        "DAGSTER_PG_PASSWORD": url.password or "",
+    }

@@ -4,8 +4,6 @@ the demo sources, and the hub's store on PostgreSQL too."""
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -16,28 +14,13 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from hub.demo.run import set_up
-from hub.settings import PROJECT_DIR
 from hub.store.db import session_scope
 from hub.store.models import Lead
-from tests.conftest import POSTGRES_AVAILABLE, POSTGRES_URL
+from tests.conftest import POSTGRES_URL
 from tests.ops.graph_job import hub_main_job
+from tests.ops.helpers import production_dagster_env
 
 pytestmark = pytest.mark.postgres
-
-
-@pytest.fixture
-def dagster_database() -> Iterator[str]:
-    """A fresh PostgreSQL database for Dagster's own storage, dropped afterwards."""
-    if not POSTGRES_AVAILABLE:
-        pytest.skip("PostgreSQL is not reachable")
-    name = f"dagster_ops_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
 
 
 @pytest.fixture
@@ -45,17 +28,10 @@ def production_instance(
     tmp_path: Path, dagster_database: str, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[DagsterInstance]:
     """DAGSTER_HOME with the deployment's dagster.yaml, the demo data, the store on PostgreSQL."""
-    url = make_url(POSTGRES_URL)
     home = tmp_path / "var" / "dagster_home"
-    home.mkdir(parents=True)
-    shutil.copy(PROJECT_DIR / "deploy" / "dagster.yaml", home / "dagster.yaml")
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    for name, value in production_dagster_env(home, dagster_database).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("HUB_CONFIG", str(tmp_path / "var" / "demo" / "hub.yaml"))
-    monkeypatch.setenv("DAGSTER_PG_HOST", url.host or "127.0.0.1")
-    monkeypatch.setenv("DAGSTER_PG_PORT", str(url.port or 5432))
-    monkeypatch.setenv("DAGSTER_PG_DB", dagster_database)
-    monkeypatch.setenv("DAGSTER_PG_USER", url.username or "postgres")
-    monkeypatch.setenv("DAGSTER_PG_PASSWORD", url.password or "")
     monkeypatch.setenv("HUB_DATABASE_URL", postgres_url)
     set_up(project_dir=tmp_path, today=date.today())
     with DagsterInstance.get() as instance:
