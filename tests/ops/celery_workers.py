@@ -4,7 +4,6 @@ everything stopped and the queue deleted on the way out, even when the test fail
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ from kombu import Connection
 
 from hub.processes import console_script
 from hub.settings import PROJECT_DIR
+from tests.sessions import signal_session, start_session, stop_session
 
 BROKER_URL = os.environ.get("HUB_TEST_CELERY_BROKER_URL", "amqp://guest:guest@127.0.0.1:5672//")
 READY_TIMEOUT_S = 120
@@ -78,15 +78,9 @@ class CeleryWorkers:
             "--",
             "--concurrency=1",
         ]
-        with (self.folder / f"{name}.log").open("wb") as log:
-            self.procs[name] = subprocess.Popen(
-                command,
-                cwd=PROJECT_DIR,
-                env={**self.env, **(extra_env or {})},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.procs[name] = start_session(
+            command, PROJECT_DIR, {**self.env, **(extra_env or {})}, self.folder / f"{name}.log"
+        )
 
     def wait_ready(self) -> None:
         deadline = time.monotonic() + READY_TIMEOUT_S
@@ -103,27 +97,17 @@ class CeleryWorkers:
         return self.procs[name].poll() is None
 
     def stop(self) -> None:
-        """Warm shutdown (SIGTERM to each worker's session), then SIGKILL whatever is left."""
+        """Stop every worker (its pool too), then delete the test's queue on the broker."""
         for proc in self.procs.values():
-            self._signal(proc, signal.SIGTERM)
-        deadline = time.monotonic() + 30
+            signal_session(proc, signal.SIGTERM)  # all at once: a warm shutdown each
         for proc in self.procs.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-        for proc in self.procs.values():
-            self._signal(proc, signal.SIGKILL)  # the pool children too, whatever the main did
-            proc.wait(timeout=30)
+            stop_session(proc)
         with Connection(BROKER_URL, connect_timeout=5) as conn:
             channel = conn.channel()
             try:
                 channel.queue_delete(self.queue)
             finally:
                 channel.close()
-
-    @staticmethod
-    def _signal(proc: subprocess.Popen[bytes], sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)  # the session leader's pid is its group's id
 
     def __enter__(self) -> CeleryWorkers:
         return self
