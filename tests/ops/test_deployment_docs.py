@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from hub.ops.envvars import markdown_table, settings_variables
@@ -28,6 +30,10 @@ def test_guide_names_every_ops_variable_process_and_unit() -> None:
     for key in ("hostname", "port", "db_name", "username", "password"):
         assert f"`{db[key]['env']}`" in GUIDE
     assert config["telemetry"]["enabled"] is False
+    # Every variable the deployment's Dagster files read (dagster.yaml, celery.yaml, workspace).
+    for path in (PROJECT_DIR / "deploy").glob("*.yaml"):
+        for name in re.findall(r"^\s*env: (\w+)\s*$", path.read_text(), re.M):
+            assert f"`{name}`" in GUIDE, f"{path.name} reads {name}: add it to docs/DEPLOYMENT.md"
     for unit in (PROJECT_DIR / "deploy" / "systemd").glob("*.service"):
         assert unit.name in GUIDE
         text = unit.read_text()
