@@ -22,7 +22,7 @@ $(UV):
 venv: $(UV)
 	$(UV) sync --frozen --inexact --quiet
 
-# Runtime + dev + bench: everything the suite imports.
+# Runtime + every extra (dev, bench, celery, k8s): everything the suite imports.
 venv-dev: $(UV)
 	$(UV) sync --frozen --all-extras --quiet
 
@@ -57,7 +57,7 @@ test-latest: $(UV) system-deps
 	rm -rf $(LATEST_VENV)
 	$(UV) venv --quiet $(LATEST_VENV)
 	VIRTUAL_ENV=$(LATEST_VENV) $(UV) pip install --quiet --upgrade --resolution highest \
-		-e ".[dev,bench]"
+		-e ".[dev,bench,celery,k8s]"
 	VIRTUAL_ENV=$(LATEST_VENV) $(UV) pip list --quiet 2>/dev/null | grep -iE '^(dagster|pandas|numpy|sqlalchemy|pydantic|starlette|uvicorn) '
 	$(LATEST_VENV)/bin/python -m pytest -q -p no:cacheprovider
 

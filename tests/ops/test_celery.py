@@ -24,7 +24,8 @@ from tests.faults.store_compare import StoreImage, image_differences, store_imag
 from tests.ops.celery_workers import CeleryWorkers, broker_reachable
 from tests.ops.helpers import production_dagster_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.postgres]
+# Two whole-graph runs and a rerun on a loaded 2-core machine: above the suite default of 600 s.
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.timeout(1200)]
 
 TODAY = date(2026, 11, 20)
 STEADY = {"HUB_ROUTING__REQUIRE_SHIFT": "false"}
