@@ -46,7 +46,7 @@ class CountingRetry(Retry):
         if self.owner is not None:
             self.owner.retries_used += 1
             response = kwargs.get("response")
-            if response is not None and response.status == 429:
+            if response is not None and response.status in self.owner.throttle_statuses:
                 self.owner.throttled += 1
                 if self.owner.rate_limit is not None:
                     self.owner.rate_limit.drain()
@@ -61,7 +61,13 @@ class HttpClient:
     """A requests session bound to one source.
 
     `source` names the source in messages; `credential_setting` names the environment
-    variable(s) to fix when the source answers 401/403."""
+    variable(s) to fix when the source answers 401/403.
+
+    An API with its own error vocabulary in the body (Bitrix24: `QUERY_LIMIT_EXCEEDED` with 503,
+    `expired_token` with 401) subclasses it and overrides `is_throttled` (what "refused
+    unprocessed, slow down" looks like) and `check` (answer -> error); `retry_statuses` and
+    `throttle_statuses` say which statuses urllib3 repeats for the retry methods and which count
+    as throttling."""
 
     def __init__(
         self,
@@ -79,6 +85,8 @@ class HttpClient:
         body_retries: int = 3,
         rate_limit: TokenBucket | None = None,
         retry_methods: frozenset[str] = frozenset({"GET", "HEAD", "OPTIONS"}),
+        retry_statuses: tuple[int, ...] = RETRY_STATUSES,
+        throttle_statuses: frozenset[int] = frozenset({429}),
     ) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.source = source
@@ -93,6 +101,7 @@ class HttpClient:
         self.backoff_max_s = backoff_max_s
         self.max_retries = max_retries
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
+        self.throttle_statuses = throttle_statuses
         if not verify_tls:
             warnings.warn(f"TLS verification is off for {source}: enable it in production", stacklevel=2)
             log.warning("TLS verification is disabled for source %s", source)
@@ -101,7 +110,7 @@ class HttpClient:
             connect=max_retries,
             read=max_retries,
             status=max_retries,
-            status_forcelist=RETRY_STATUSES,
+            status_forcelist=retry_statuses,
             # Only what is safe to repeat: a POST that timed out may have been applied. An API
             # whose writes carry their own idempotency may pass its write methods here.
             allowed_methods=retry_methods,
@@ -137,11 +146,11 @@ class HttpClient:
         """One request with the shared error mapping: 401/403 name the credential setting,
         404 and other 4xx are permanent, 429/5xx and network failures transient.
 
-        A 429 to a write (which urllib3 does not repeat) is waited out and sent again here: the
-        server refused it unprocessed, so repeating it cannot apply it twice."""
+        A throttled write (429; which urllib3 does not repeat) is waited out and sent again here:
+        the server refused it unprocessed, so repeating it cannot apply it twice."""
         for attempt in range(self.max_retries + 1):
             response = self._send(method, path_or_url, **kwargs)
-            if response.status_code != 429 or method.upper() in self.retry_methods:
+            if method.upper() in self.retry_methods or not self.is_throttled(response):
                 break
             if attempt == self.max_retries:
                 break
@@ -150,7 +159,11 @@ class HttpClient:
             if self.rate_limit is not None:
                 self.rate_limit.drain()
             time.sleep(self._retry_after(response, attempt))
-        return self._check(response)
+        return self.check(response)
+
+    def is_throttled(self, response: requests.Response) -> bool:
+        """The server refused the request without processing it because of its rate limit."""
+        return response.status_code in self.throttle_statuses
 
     def _retry_after(self, response: requests.Response, attempt: int) -> float:
         backoff = min(self.backoff_max_s, self.backoff_factor * 2**attempt)
@@ -190,7 +203,8 @@ class HttpClient:
             ) from None
         return response
 
-    def _check(self, response: requests.Response) -> requests.Response:
+    def check(self, response: requests.Response) -> requests.Response:
+        """The response, or the error it means (the shared mapping by status)."""
         url = response.url
         if response.status_code in (401, 403):
             raise CredentialError(
