@@ -616,9 +616,13 @@ class Bitrix24Client:
         after_id: int = 0,
         id_field: str = "ID",
         rows: Callable[[Any], list[dict[str, Any]]] | None = None,
+        count: bool = False,
     ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         """A large list without counting: `order {ID: ASC}`, `filter {">ID": last}`, `start: -1`,
-        until a page has fewer than 50 rows. Yields each page's rows and its last id."""
+        until a page has fewer than 50 rows. Yields each page's rows and its last id.
+
+        `count=True` sends `start: 0` instead, for methods whose documentation does not promise
+        the uncounted form (tasks.task.list): the same pages, the portal also counts `total`."""
         params = dict(params or {})
         base_filter = dict(params.pop("filter", {}) or {})
         last = after_id
@@ -629,7 +633,7 @@ class Bitrix24Client:
                     **params,
                     "order": {id_field: "ASC"},
                     "filter": {**base_filter, f">{id_field}": last},
-                    "start": -1,
+                    "start": 0 if count else -1,
                 },
             )
             items = rows(answer.result) if rows else list(answer.result or [])

@@ -422,8 +422,14 @@ class Bitrix24Settings(Section):
     client_id: str = ""
     # Secret: HUB_CRM__BITRIX24__CLIENT_SECRET.
     client_secret: str = Field("", repr=False)
-    requests_per_second: float = Field(2.0, gt=0, description="Leaky bucket drain rate (Enterprise: more)")
-    burst: int = Field(50, ge=1, description="Leaky bucket size")
+    requests_per_second: float = Field(2.0, gt=0, description="Leaky bucket drain rate (Enterprise: 5)")
+    burst: int = Field(50, ge=1, description="Leaky bucket size (Enterprise: 250)")
+    oauth_url: str = Field(
+        "https://oauth.bitrix24.tech/oauth/token/", description="The OAuth server that issues and renews tokens"
+    )
+    operating_limit_s: float = Field(
+        480.0, gt=0, description="Server time a method may use per 10 minutes (OPERATION_TIME_LIMIT)"
+    )
     timeout_s: float = Field(30.0, gt=0)
     verify_tls: bool = True
 

@@ -73,6 +73,10 @@ class BackendUsage:
 
 class CrmBackend(Protocol):
     name: str
+    # Whether `CreateLead` also creates its new contact in the CRM (amoCRM: yes, leads/complex;
+    # Bitrix24 classic mode: no, the lead carries the person until people convert it). When not,
+    # the planner plans a `CreateContact` for a contact something else needs.
+    lead_creates_contact: bool
 
     def pull(self, cursor: dict[str, Any]) -> Iterator[PullBatch]:
         """Pages of what changed since `cursor` (the backend's own dict, {} at first), each with

@@ -78,7 +78,9 @@ class PlanStats:
         return sum(self.planned.values())
 
 
-def _digest(values: dict[str, Any]) -> str:
+def fields_digest(values: dict[str, Any]) -> str:
+    """What a backend stores as `fields_digest` in the link's state once it has set these hub
+    fields: the planner plans nothing while the digest still matches."""
     return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -88,9 +90,16 @@ def _money(value: Decimal | None) -> float:
 
 class Planner:
     def __init__(
-        self, session: Session, backend: str, instance: str, since: datetime, tags: list[str]
+        self,
+        session: Session,
+        backend: str,
+        instance: str,
+        since: datetime,
+        tags: list[str],
+        lead_creates_contact: bool = True,
     ) -> None:
         self.session = session
+        self.lead_creates_contact = lead_creates_contact
         self.backend = backend
         self.instance = instance
         self.since = since
@@ -165,10 +174,11 @@ class Planner:
 
     def _pending_contact_creators(self) -> None:
         """Contacts an unfinished operation already carries to the CRM."""
+        carriers = ("create_lead", "create_contact") if self.lead_creates_contact else ("create_contact",)
         for payload in self.session.scalars(
             select(CrmOutbox.payload).where(
                 CrmOutbox.backend == self.backend,
-                CrmOutbox.op.in_(("create_lead", "create_contact")),
+                CrmOutbox.op.in_(carriers),
                 CrmOutbox.status.in_(("pending", "sending")),
             )
         ):
@@ -258,7 +268,7 @@ class Planner:
                     company=lead.company,
                 )
             )
-            if contact is not None and existing is None:
+            if contact is not None and existing is None and self.lead_creates_contact:
                 self._creating.add(contact.id)
             utm = {
                 name: value
@@ -428,7 +438,7 @@ class Planner:
             )
 
     def _set_fields(self, target: Ref, link: CrmLink | None, fields: dict[str, Any]) -> None:
-        digest = _digest(fields)
+        digest = fields_digest(fields)
         if link is not None and (link.state or {}).get("fields_digest") == digest:
             return
         key = f"fields:{target.key()}:{digest}"
@@ -591,9 +601,15 @@ class Planner:
 
 
 def plan_push(
-    session: Session, backend: str, instance: str, connected_at: datetime, history_days: int, tags: list[str]
+    session: Session,
+    backend: str,
+    instance: str,
+    connected_at: datetime,
+    history_days: int,
+    tags: list[str],
+    lead_creates_contact: bool = True,
 ) -> PlanStats:
     """Write the outbox rows for everything the CRM does not know yet, in the caller's
     transaction; rows older than the connection (minus history_days) are left alone."""
     since = as_utc(connected_at) - timedelta(days=history_days)
-    return Planner(session, backend, instance, since, tags).plan()
+    return Planner(session, backend, instance, since, tags, lead_creates_contact).plan()

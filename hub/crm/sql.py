@@ -13,6 +13,7 @@ from schemas.crm import CrmEntity, PullBatch, PushResult
 
 class SqlBackend:
     name = "sql"
+    lead_creates_contact = True
 
     def pull(self, cursor: dict[str, Any]) -> Iterator[PullBatch]:
         return iter(())

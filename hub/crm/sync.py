@@ -81,7 +81,13 @@ def push_crm(database_url: str, backend: CrmBackend, settings: HubSettings) -> P
         instance = instance_id(session)
         since = connected_at(session, backend.name)
         plan = plan_push(
-            session, backend.name, instance, since, settings.crm.push_history_days, settings.crm.lead_tags
+            session,
+            backend.name,
+            instance,
+            since,
+            settings.crm.push_history_days,
+            settings.crm.lead_tags,
+            backend.lead_creates_contact,
         )
     pushed = push_pending(database_url, backend, settings.crm)
     with session_scope(database_url) as session:
