@@ -20,6 +20,7 @@ import requests
 from connectors.errors import (
     ConnectorError,
     CredentialError,
+    IncompleteBodyError,
     PermanentSourceError,
     TransientSourceError,
 )
@@ -506,37 +507,52 @@ class Bitrix24Client:
     # ------------------------------------------------------------ calling
 
     def _post(self, method: str, params: dict[str, Any], write: bool) -> dict[str, Any]:
+        """POST the method; a read whose body came cut or garbled is fetched again (a proxy's
+        fault), a write's is not (it ran: the caller's outbox finds what it made)."""
+        attempts = 1 if write else self._read.body_retries + 1
+        last = ""
+        for attempt in range(attempts):
+            if attempt:
+                self._read.retries_used += 1
+                self._sleep(min(self._read.backoff_max_s, self._read.backoff_factor * 2**attempt))
+            try:
+                response = self._send(method, params, write)
+            except IncompleteBodyError as exc:
+                last = str(_redacted(exc))
+                continue
+            try:
+                data = response.json()
+            except ValueError:
+                last = f"Bitrix24: {method} answered {len(response.content)} bytes that are not JSON"
+                continue
+            if isinstance(data, dict):
+                return data
+            last = f"Bitrix24: {method} answered JSON that is not an object"
+        raise TransientSourceError(last)
+
+    def _send(self, method: str, params: dict[str, Any], write: bool) -> requests.Response:
         http = self._write if write else self._read
-        for attempt in range(3):
+        for attempt in range(2):
             body = dict(params)
             if not self.auth.uses_webhook:
                 body["auth"] = self._access_token()
             try:
-                response = http.request("POST", method, json=body)
+                return http.request("POST", method, json=body)
             except _TokenExpired:
                 if attempt or self.auth.uses_webhook:
-                    raise CredentialError(
-                        f"Bitrix24 refused a fresh access token (expired_token): check {self.auth.oauth_setting}"
-                    ) from None
-                self.auth.tokens = OAuthTokens(
-                    **{**(self.auth.tokens.as_dict() if self.auth.tokens else {}), "expires_at": 0.0}
-                )
+                    break
+                # The portal says the token is dead before its time: renew it, send again
+                # (a call refused with expired_token did not run).
+                if self.auth.tokens is not None:
+                    self.auth.tokens.expires_at = 0.0
                 self.refresh()
-                continue
             except OperationTimeLimit:
                 raise self._blocked(method) from None
             except ConnectorError as exc:
                 raise _redacted(exc) from None
-            try:
-                data = response.json()
-            except ValueError:
-                raise TransientSourceError(
-                    f"Bitrix24: {method} answered {len(response.content)} bytes that are not JSON"
-                ) from None
-            if not isinstance(data, dict):
-                raise TransientSourceError(f"Bitrix24: {method} answered JSON that is not an object")
-            return data
-        raise CredentialError(f"Bitrix24 kept refusing the access token: check {self.auth.oauth_setting}")
+        raise CredentialError(
+            f"Bitrix24 refused a fresh access token (expired_token): check {self.auth.oauth_setting}"
+        )
 
     def call(self, method: str, params: dict[str, Any] | None = None, *, write: bool = False) -> Answer:
         """One method. `write=True`: not repeated when its outcome is unknown."""

@@ -425,7 +425,8 @@ class Bitrix24Settings(Section):
     requests_per_second: float = Field(2.0, gt=0, description="Leaky bucket drain rate (Enterprise: 5)")
     burst: int = Field(50, ge=1, description="Leaky bucket size (Enterprise: 250)")
     oauth_url: str = Field(
-        "https://oauth.bitrix24.tech/oauth/token/", description="The OAuth server that issues and renews tokens"
+        "https://oauth.bitrix24.tech/oauth/token/",
+        description="The OAuth server that issues and renews tokens",
     )
     operating_limit_s: float = Field(
         480.0, gt=0, description="Server time a method may use per 10 minutes (OPERATION_TIME_LIMIT)"

@@ -9,6 +9,7 @@ same way as the amoCRM replay. State is in memory; the clock can be moved forwar
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import threading
@@ -359,7 +360,7 @@ class Portal:
             window.append((now, cost))
         self.operating[method] = window
         reset = (window[0][0] + 600) if window else now + 600
-        return {"operating": used + cost, "operating_reset_at": int(reset)}
+        return {"operating": used + cost, "operating_reset_at": math.ceil(reset)}
 
     def time_block(self, started: float, extra: dict[str, Any] | None = None) -> dict[str, Any]:
         finished = self.now()
