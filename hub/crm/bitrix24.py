@@ -559,6 +559,9 @@ class Bitrix24Backend:
                 outcome = self._job(pending, context, found.get(index), current.get(index))
             except OperationTimeLimit as exc:
                 outcome = PushResult(outcome="retry", detail=str(exc), retry_after_s=exc.retry_after_s)
+            except TransientSourceError as exc:
+                # A read the operation needs first (its user fields) failed: this one waits.
+                outcome = PushResult(outcome="retry", detail=str(exc))
             if isinstance(outcome, PushResult):
                 results[index] = outcome
             else:
