@@ -7,7 +7,7 @@ from typing import Any
 from dagster import DagsterInstance, ExecuteInProcessResult
 
 from hub.demo.mail import alert_report
-from hub.demo.run import prepare_environment, set_up, summary
+from hub.demo.run import demo_crm, describe_crm, prepare_environment, set_up, summary
 from hub.masking import mask_url_password
 from hub.settings import load_settings
 
@@ -23,12 +23,24 @@ def materialize_all() -> ExecuteInProcessResult:
         return job.execute_in_process(instance=instance, raise_on_error=False, run_config=quiet)
 
 
-def run_demo(reset: bool = False, echo: Callable[[str], None] = print) -> bool:
+def run_demo(reset: bool = False, echo: Callable[[str], None] = print, crm: str | None = None) -> bool:
     paths = prepare_environment()
     echo(f"Store: {mask_url_password(load_settings().database_url)}")
+    if crm and not reset:
+        # The CRM's replay starts empty: links to a previous run's entities would point nowhere.
+        echo(f"--crm {crm}: starting from a fresh store, as the CRM's replay starts empty")
+        reset = True
     set_up(reset=reset)
     echo(f"Demo sources written to {paths['demo']}; running the whole asset graph...")
-    result = materialize_all()
+    if crm:
+        with demo_crm(crm, load_settings().database_url) as replay:
+            echo(f"{crm} replay on {replay.url} (a local server speaking its documented API)")
+            result = materialize_all()
+            echo(f"What the sales team now sees in {crm}:")
+            for line in describe_crm(replay):
+                echo(f"  {line}")
+    else:
+        result = materialize_all()
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
             echo(f"  FAILED: {event.step_key}: {event.event_specific_data.error.message.strip()}")

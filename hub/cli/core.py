@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from hub.demo.replay import CRM_REPLAYS
 from hub.masking import mask_url_password
 from hub.processes import console_script
 from hub.server.limits import ConnectionLimits
@@ -66,13 +67,19 @@ def _check_own_config() -> None:
 
 @click.command()
 @click.option("--reset", is_flag=True, help="Delete the demo store first and start over.")
-def demo(reset: bool) -> None:
+@click.option(
+    "--crm",
+    type=click.Choice(sorted(CRM_REPLAYS)),
+    default=None,
+    help="Run against a local replay of this CRM (the store is its mirror) and show what it now holds.",
+)
+def demo(reset: bool, crm: str | None) -> None:
     """Seed a local SQLite CRM, generate demo data for every source, run the whole graph once."""
     # The CLI is the entry point: the one Dagster step of the demo lives in assets/.
     from assets.demo import run_demo
 
     _check_own_config()
-    ok = run_demo(reset=reset, echo=click.echo)
+    ok = run_demo(reset=reset, echo=click.echo, crm=crm)
     sys.exit(0 if ok else 1)
 
 

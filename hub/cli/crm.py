@@ -80,3 +80,25 @@ def status() -> None:
         click.echo(f"  {key}: {error}")
     if state.failed:
         sys.exit(1)
+
+
+@crm.command()
+@click.argument("backend", type=click.Choice([b.name for b in BACKENDS if b.external]))
+@click.argument("code")
+def connect(backend: str, code: str) -> None:
+    """Exchange the authorization CODE the CRM gave its OAuth application for the first token
+    pair, kept in the store (the refresh token rotates; the hub keeps the newest)."""
+    from importlib import import_module
+
+    settings = load_settings()
+    module = import_module(backend_spec(backend).module)
+    exchange = getattr(module, "connect", None)
+    if exchange is None:
+        click.echo(f"hub crm connect: {backend} has no OAuth connection step", err=True)
+        sys.exit(2)
+    try:
+        exchange(settings, settings.database_url, code)
+    except ConnectorError as exc:
+        _refused(exc)
+        return
+    click.echo(f"connected {backend}: tokens kept in the store; `hub crm sync` uses and renews them")

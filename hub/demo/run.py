@@ -4,7 +4,8 @@ materialize the whole asset graph once and print what happened."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -112,3 +113,58 @@ def summary(database_url: str) -> list[tuple[str, int]]:
             ("open tasks", count(select(func.count()).select_from(Task).where(Task.done.is_(False)))),
             ("records in quarantine", count(select(func.count()).select_from(QuarantineRecord))),
         ]
+
+
+@contextmanager
+def demo_crm(backend: str, database_url: str) -> Iterator[Any]:
+    """`hub demo --crm <backend>`: the CRM's local replay, started, with the demo's reps as its
+    users, and this process pointed at it (HUB_CRM__*) until the block ends."""
+    from hub.demo.replay import crm_replay
+    from hub.store.models import Rep
+
+    with crm_replay(backend) as crm:
+        with session_scope(database_url) as session:
+            reps = [
+                {"name": rep.name, "email": rep.email, "active": rep.active}
+                for rep in session.scalars(select(Rep).where(Rep.email.is_not(None)).order_by(Rep.id))
+            ]
+        crm.seed_users(reps)
+        crm.seed_pipeline("Продажи", ["Новая", "Квалификация", "КП", "Переговоры", "Счёт"])
+        saved = {name: os.environ.get(name) for name in crm.hub_environment()}
+        os.environ.update(crm.hub_environment())
+        try:
+            yield crm
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+def describe_crm(crm: Any, examples: int = 3) -> list[str]:
+    """What the sales team now sees in the CRM (the replay's snapshot), personal data masked."""
+    from hub.masking import mask_text
+
+    snap = crm.snapshot()
+    lines = [
+        f"{crm.backend}: {len(snap.leads)} new leads, {len(snap.deals)} deals, {len(snap.contacts)} contacts, "
+        f"{len(snap.tasks)} tasks, {len(snap.calls)} calls with recordings "
+        f"{sum(1 for c in snap.calls if c.get('recording_url'))}, {len(snap.notes)} notes; "
+        f"{crm.requests_seen()} API requests"
+    ]
+    for lead in snap.leads[:examples]:
+        lines.append(
+            f"  lead  {mask_text(str(lead.get('title')))} -> {lead.get('responsible')} ({lead.get('stage')})"
+        )
+    for task in snap.tasks[:examples]:
+        lines.append(f"  task  {mask_text(str(task.get('text')))[:70]} -> {task.get('responsible')}")
+    for call in snap.calls[:examples]:
+        lines.append(
+            f"  call  {call.get('direction')} {call.get('duration')} s on {call.get('entity')} "
+            f"{mask_text(str(call.get('entity_name')))}"
+        )
+    with_fields = [c for c in snap.contacts if c.get("fields")]
+    for contact in with_fields[:examples]:
+        lines.append(f"  card  {mask_text(str(contact.get('name')))}: {contact['fields']}")
+    return lines

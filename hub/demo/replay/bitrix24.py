@@ -1192,7 +1192,12 @@ class Bitrix24Replay:
         return f"{self.url}/rest/{self.portal.user_id}/{self.portal.webhook_secret}/"
 
     def hub_environment(self) -> dict[str, str]:
-        env = {"HUB_CRM__BACKEND": "bitrix24", "HUB_CRM__BITRIX24__REQUESTS_PER_SECOND": "50"}
+        # The client's bucket is the portal's.
+        env = {
+            "HUB_CRM__BACKEND": "bitrix24",
+            "HUB_CRM__BITRIX24__REQUESTS_PER_SECOND": str(self.portal.limits.drain_per_s),
+            "HUB_CRM__BITRIX24__BURST": str(int(self.portal.limits.burst)),
+        }
         if self.oauth:
             env |= {
                 "HUB_CRM__BITRIX24__PORTAL_URL": self.url,
