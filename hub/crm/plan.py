@@ -345,8 +345,18 @@ class Planner:
             target = self._task_target(task)
             if target is not None and target.table == "crm_contacts":
                 self.need_contact(target.id)
-            if target is not None and target.table == "crm_leads" and not self._lead_goes_to_crm(target.id):
-                # The lead stays in the hub (unrouted, a duplicate): hang the task on its contact.
+            gone = target is not None and (
+                (target.table == "crm_leads" and not self._lead_goes_to_crm(target.id))
+                # A deal the CRM does not know (the hub had it before the connection) never
+                # gets there: the hub pushes no deals.
+                or (
+                    target.table == "crm_deals"
+                    and not self.session.scalar(select(self._linked("crm_deals", target.id)))
+                )
+            )
+            if gone:
+                # The lead or deal stays in the hub (unrouted, a duplicate, history): hang the
+                # task on its contact.
                 target = Ref(table="crm_contacts", id=task.contact_id) if task.contact_id else None
                 if target is not None:
                     self.need_contact(target.id)

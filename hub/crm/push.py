@@ -217,7 +217,9 @@ class Pusher:
         # entity may have just been created), later when nothing moved (it may never come).
         self._give_back(waiting, None, now if progressed else now + self._backoff(1), counted=False)
         self.stats.deferred += len(waiting) if not progressed else 0
-        return progressed
+        # A round of only waiting operations (now due later) must not end the run: the ranks
+        # after it (notes, fields) do not wait for them.
+        return progressed or bool(waiting)
 
     def _give_back(
         self, items: Sequence[tuple[int, PendingOp]], error: str | None, due: datetime, counted: bool

@@ -130,8 +130,11 @@ def demo_crm(backend: str, database_url: str) -> Iterator[Any]:
             ]
         crm.seed_users(reps)
         crm.seed_pipeline("Продажи", ["Новая", "Квалификация", "КП", "Переговоры", "Счёт"])
-        saved = {name: os.environ.get(name) for name in crm.hub_environment()}
-        os.environ.update(crm.hub_environment())
+        # The demo's sources are read in the same run as the first pull (the connection): what
+        # they bring is today's work, not history to leave out.
+        environment = {**crm.hub_environment(), "HUB_CRM__PUSH_HISTORY_DAYS": "1"}
+        saved = {name: os.environ.get(name) for name in environment}
+        os.environ.update(environment)
         try:
             yield crm
         finally:
