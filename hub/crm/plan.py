@@ -312,6 +312,10 @@ class Planner:
             key = f"call:{call.id}"
             self.need_contact(call.contact_id)
             phone = call.from_addr if call.direction == "inbound" else call.to_addr
+            if not phone:
+                # A log without the client's number (some exports): the contact's number it was linked by.
+                contact = self.session.get(Contact, call.contact_id)
+                phone = contact.phone_e164 if contact is not None else None
             self._add(
                 key,
                 LogCall(
