@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from hub.demo.replay import CRM_REPLAYS
+from hub.crm.registry import REPLAY_BACKENDS
 from hub.masking import mask_url_password
 from hub.processes import console_script
 from hub.server.limits import ConnectionLimits
@@ -69,7 +69,7 @@ def _check_own_config() -> None:
 @click.option("--reset", is_flag=True, help="Delete the demo store first and start over.")
 @click.option(
     "--crm",
-    type=click.Choice(sorted(CRM_REPLAYS)),
+    type=click.Choice(REPLAY_BACKENDS),
     default=None,
     help="Run against a local replay of this CRM (the store is its mirror) and show what it now holds.",
 )

@@ -119,10 +119,10 @@ def summary(database_url: str) -> list[tuple[str, int]]:
 def demo_crm(backend: str, database_url: str) -> Iterator[Any]:
     """`hub demo --crm <backend>`: the CRM's local replay, started, with the demo's reps as its
     users, and this process pointed at it (HUB_CRM__*) until the block ends."""
-    from hub.demo.replay import crm_replay
+    from hub.crm.registry import replay_class
     from hub.store.models import Rep
 
-    with crm_replay(backend) as crm:
+    with replay_class(backend)() as crm:
         with session_scope(database_url) as session:
             reps = [
                 {"name": rep.name, "email": rep.email, "active": rep.active}

@@ -9,21 +9,7 @@ read back what the CRM holds in one backend-neutral shape."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from importlib import import_module
 from typing import Any, Protocol
-
-# The replay of each external CRM backend (hub/crm/registry.py names), as "module:Class".
-CRM_REPLAYS: dict[str, str] = {
-    "bitrix24": "hub.demo.replay.bitrix24:Bitrix24Replay",
-}
-
-
-def crm_replay(backend: str, **options: Any) -> CrmReplay:
-    """A (not yet started) replay of the backend's CRM."""
-    if backend not in CRM_REPLAYS:
-        raise KeyError(f"no replay of {backend!r}; one of: {', '.join(sorted(CRM_REPLAYS))}")
-    module, _, name = CRM_REPLAYS[backend].partition(":")
-    return getattr(import_module(module), name)(**options)  # type: ignore[no-any-return]
 
 
 @dataclass

@@ -22,6 +22,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from connectors.bitrix24 import ORIGINATOR
 from hub.demo.replay import CrmSnapshot
 from hub.demo.replay.server import LocalServer, local_server
 
@@ -53,6 +54,11 @@ def _parse_time(value: Any) -> float | None:
         return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
+
+
+def _lead_ref(row: dict[str, Any]) -> str | None:
+    ref = _strip_ref(row.get("ORIGIN_ID")) if row.get("ORIGINATOR_ID") == ORIGINATOR else None
+    return ref if ref and ref.startswith("crm_leads:") else None
 
 
 def _strip_ref(value: str | None) -> str | None:
@@ -1257,6 +1263,9 @@ class Bitrix24Replay:
                 }
                 if item.get("responsible"):
                     fields["ASSIGNED_BY_ID"] = self.portal.user_by_email(item["responsible"])
+                if item.get("hub_ref"):
+                    # As after an earlier sync: the card carries the hub's reference.
+                    fields |= {"ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": item["hub_ref"]}
                 ids.append(str(self.portal.call("crm.contact.add", {"fields": fields})["result"]))
         return ids
 
@@ -1282,6 +1291,10 @@ class Bitrix24Replay:
         for row in stages:
             if stage in (row["NAME"], row["STATUS_ID"]):
                 return str(row["STATUS_ID"])
+        semantics = {"won": "S", "lost": "F"}.get(stage.lower())
+        for row in stages:
+            if semantics and row.get("SEMANTICS") == semantics:
+                return str(row["STATUS_ID"])
         raise KeyError(f"no stage {stage!r} in pipeline {category}")
 
     def seed_deals(self, deals: list[dict[str, Any]]) -> list[str]:
@@ -1299,14 +1312,37 @@ class Bitrix24Replay:
                 }
                 if item.get("responsible"):
                     fields["ASSIGNED_BY_ID"] = self.portal.user_by_email(item["responsible"])
-                ids.append(str(self.portal.call("crm.deal.add", {"fields": fields})["result"]))
+                if item.get("hub_ref"):
+                    fields |= {"ORIGINATOR_ID": ORIGINATOR, "ORIGIN_ID": item["hub_ref"]}
+                deal_id = self.portal.call("crm.deal.add", {"fields": fields})["result"]
+                if item.get("created_at"):
+                    created = item["created_at"]
+                    stamp = _iso(created.timestamp() if hasattr(created, "timestamp") else float(created))
+                    row = self.portal.entities["deal"][int(deal_id)]
+                    row["DATE_CREATE"] = stamp
+                    for entry in self.portal.history:
+                        if entry["OWNER_ID"] == int(deal_id):
+                            entry["CREATED_TIME"] = stamp
+                ids.append(str(deal_id))
         return ids
 
     # ------------------------------------------------------------ a person in the CRM
 
+    def _kind(self, entity: str) -> str:
+        """lead/leads, deal/deals...: the portal's entity; a "lead" is a deal in simple mode."""
+        kind = {
+            "leads": "lead",
+            "deals": "deal",
+            "contacts": "contact",
+            "companies": "company",
+            "tasks": "task",
+        }.get(entity, entity)
+        return "deal" if kind == "lead" and self.portal.mode == 2 else kind
+
     def reassign(self, entity: str, crm_id: str, user_email: str) -> None:
         with self.portal.lock:
             uid = self.portal.user_by_email(user_email)
+            entity = self._kind(entity)
             if entity == "task":
                 self.portal.call("tasks.task.update", {"taskId": crm_id, "fields": {"RESPONSIBLE_ID": uid}})
                 return
@@ -1368,7 +1404,8 @@ class Bitrix24Replay:
                 "pipeline": pipeline if entity == "deal" else None,
                 "stage": stage["NAME"] if stage else row.get("STATUS_ID"),
                 "tags": [],
-                "hub_ref": _strip_ref(row.get("ORIGIN_ID")),
+                # Only what the hub created as a lead (a seeded card's reference is not one).
+                "hub_ref": _lead_ref(row),
             }
         if entity == "contact":
             return {
@@ -1388,6 +1425,8 @@ class Bitrix24Replay:
             deals = [self._row("deal", r) for r in p.entities["deal"].values()]
             if p.mode == 2:
                 leads = [d for d in deals if d["hub_ref"]]
+            else:
+                leads = [lead for lead in leads if lead["hub_ref"]]
             tasks = []
             for task in p.tasks.values():
                 binding = next(iter(task.get("ufCrmTask") or []), "")
@@ -1434,15 +1473,23 @@ class Bitrix24Replay:
             ).sorted()
 
     def find(self, entity: str, **match: Any) -> list[str]:
+        """CRM ids of the entities whose snapshot row has these values; `entity` is a snapshot
+        collection ("leads", "deals", "contacts"...) or its singular."""
         p = self.portal
+        leads = entity in ("lead", "leads")
+        kind = self._kind(entity)
         with p.lock:
-            if entity == "task":
+            if kind == "task":
                 rows: Iterator[tuple[Any, dict[str, Any]]] = (
                     (tid, {"text": t.get("title"), "responsible": p.user_email(t.get("responsibleId"))})
                     for tid, t in p.tasks.items()
                 )
             else:
-                rows = ((eid, self._row(entity, r)) for eid, r in p.entities[entity].items())
+                rows = (
+                    (eid, self._row(kind, r))
+                    for eid, r in p.entities[kind].items()
+                    if not (leads and kind == "deal" and not _lead_ref(r))
+                )
             return [str(eid) for eid, row in rows if all(row.get(k) == v for k, v in match.items())]
 
 
