@@ -248,7 +248,7 @@ class _Http(HttpClient):
     def is_throttled(self, response: requests.Response) -> bool:
         return response.status_code == 503 and (_error_of(response) or ("", ""))[0] == QUERY_LIMIT
 
-    def check(self, response: requests.Response) -> requests.Response:
+    def check_response(self, response: requests.Response) -> requests.Response:
         if response.status_code < 400:
             return response
         error = _error_of(response)
@@ -278,7 +278,7 @@ class _Http(HttpClient):
             raise Bitrix24Error(
                 f"{self.source}: {method} refused: {what}", code=code, description=description, method=method
             )
-        return super().check(response)
+        return super().check_response(response)
 
 
 # ---------------------------------------------------------------- the client

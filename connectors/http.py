@@ -7,6 +7,7 @@ import json
 import logging
 import time
 import warnings
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urljoin
 
@@ -26,6 +27,8 @@ from connectors.ratelimit import TokenBucket
 log = logging.getLogger(__name__)
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+# Maps a response to itself or raises the connector error its status means.
+StatusCheck = Callable[[requests.Response], requests.Response]
 
 
 class CountingRetry(Retry):
@@ -63,11 +66,10 @@ class HttpClient:
     `source` names the source in messages; `credential_setting` names the environment
     variable(s) to fix when the source answers 401/403.
 
-    An API with its own error vocabulary in the body (Bitrix24: `QUERY_LIMIT_EXCEEDED` with 503,
-    `expired_token` with 401) subclasses it and overrides `is_throttled` (what "refused
-    unprocessed, slow down" looks like) and `check` (answer -> error); `retry_statuses` and
-    `throttle_statuses` say which statuses urllib3 repeats for the retry methods and which count
-    as throttling."""
+    An API with its own vocabulary in the body (Bitrix24: `QUERY_LIMIT_EXCEEDED` with 503,
+    `expired_token` with 401) overrides `is_throttled` (what "refused unprocessed, slow down"
+    looks like) and `check_response`; `retry_statuses` and `throttle_statuses` say which statuses
+    urllib3 repeats for the retry methods and which count as throttling."""
 
     def __init__(
         self,
@@ -134,17 +136,27 @@ class HttpClient:
     def url(self, path_or_url: str) -> str:
         return urljoin(self.base_url, path_or_url.lstrip("/")) if "://" not in path_or_url else path_or_url
 
-    def get(self, path_or_url: str, params: dict[str, Any] | None = None) -> requests.Response:
-        return self.request("GET", path_or_url, params=params)
+    def get(
+        self, path_or_url: str, params: dict[str, Any] | None = None, *, check: StatusCheck | None = None
+    ) -> requests.Response:
+        return self.request("GET", path_or_url, params=params, check=check)
 
-    def post_json(self, path_or_url: str, payload: Any) -> requests.Response:
+    def post_json(
+        self, path_or_url: str, payload: Any, *, check: StatusCheck | None = None
+    ) -> requests.Response:
         """POST a JSON body (webhooks, chat APIs). POST is not retried here, as it may not be
         idempotent: the caller (e.g. an outbox) decides whether to send again."""
-        return self.request("POST", path_or_url, json=payload)
+        return self.request("POST", path_or_url, json=payload, check=check)
 
-    def request(self, method: str, path_or_url: str, **kwargs: Any) -> requests.Response:
+    def request(
+        self, method: str, path_or_url: str, *, check: StatusCheck | None = None, **kwargs: Any
+    ) -> requests.Response:
         """One request with the shared error mapping: 401/403 name the credential setting,
         404 and other 4xx are permanent, 429/5xx and network failures transient.
+
+        `check` replaces that mapping for an API whose statuses mean more (amoCRM: 401 means
+        "refresh the token", 402 "account unpaid", 400 carries per-entity validation errors);
+        it may hand what it does not handle to `check_response`.
 
         A throttled write (429; which urllib3 does not repeat) is waited out and sent again here:
         the server refused it unprocessed, so repeating it cannot apply it twice."""
@@ -159,7 +171,7 @@ class HttpClient:
             if self.rate_limit is not None:
                 self.rate_limit.drain()
             time.sleep(self._retry_after(response, attempt))
-        return self.check(response)
+        return (check or self.check_response)(response)
 
     def is_throttled(self, response: requests.Response) -> bool:
         """The server refused the request without processing it because of its rate limit."""
@@ -203,8 +215,8 @@ class HttpClient:
             ) from None
         return response
 
-    def check(self, response: requests.Response) -> requests.Response:
-        """The response, or the error it means (the shared mapping by status)."""
+    def check_response(self, response: requests.Response) -> requests.Response:
+        """The shared status mapping (see `request`)."""
         url = response.url
         if response.status_code in (401, 403):
             raise CredentialError(
@@ -225,9 +237,11 @@ class HttpClient:
             )
         return response
 
-    def get_json(self, path_or_url: str, params: dict[str, Any] | None = None) -> Any:
+    def get_json(
+        self, path_or_url: str, params: dict[str, Any] | None = None, *, check: StatusCheck | None = None
+    ) -> Any:
         """GET and decode JSON; a truncated or non-JSON body is fetched again a few times
-        (proxies cut bodies), then reported with what came instead."""
+        (proxies cut bodies), then reported with what came instead. 204 No Content is None."""
         last_error = ""
         url = self.url(path_or_url)
         for attempt in range(self.body_retries + 1):
@@ -235,10 +249,12 @@ class HttpClient:
                 self.retries_used += 1
                 time.sleep(min(self.backoff_max_s, self.backoff_factor * 2**attempt))
             try:
-                response = self.get(path_or_url, params)
+                response = self.get(path_or_url, params, check=check)
             except IncompleteBodyError as exc:
                 last_error = str(exc)
                 continue
+            if response.status_code == 204:
+                return None
             try:
                 return response.json()
             except (json.JSONDecodeError, requests.exceptions.JSONDecodeError, UnicodeDecodeError):
