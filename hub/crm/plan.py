@@ -79,8 +79,8 @@ class PlanStats:
 
 
 def fields_digest(values: dict[str, Any]) -> str:
-    """What a backend stores as `fields_digest` in the link's state once it has set these hub
-    fields: the planner plans nothing while the digest still matches."""
+    """The digest a backend stores as `fields_digest` in the state of a SetFields target: the
+    planner plans the fields again only when the hub's values differ from it."""
     return hashlib.sha1(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -108,6 +108,7 @@ class Planner:
         self.stats = PlanStats()
         # Contacts some operation of this plan (or a pending one) will create in the CRM.
         self._creating: set[int] = set()
+        self._keys: set[str] = set()  # idempotency keys planned in this pass
 
     # ------------------------------------------------------------ helpers
 
@@ -121,6 +122,7 @@ class Planner:
 
     def _add(self, key: str, op: Op) -> None:
         name = op.model_dump()["op"]
+        self._keys.add(key)
         self.rows.append(
             {
                 "backend": self.backend,
@@ -349,18 +351,16 @@ class Planner:
             target = self._task_target(task)
             if target is not None and target.table == "crm_contacts":
                 self.need_contact(target.id)
-            gone = target is not None and (
+            if target is not None and (
                 (target.table == "crm_leads" and not self._lead_goes_to_crm(target.id))
-                # A deal the CRM does not know (the hub had it before the connection) never
-                # gets there: the hub pushes no deals.
                 or (
                     target.table == "crm_deals"
                     and not self.session.scalar(select(self._linked("crm_deals", target.id)))
                 )
-            )
-            if gone:
-                # The lead or deal stays in the hub (unrouted, a duplicate, history): hang the
-                # task on its contact.
+            ):
+                # The lead stays in the hub (unrouted, a duplicate), or the deal is one the CRM
+                # does not have (the hub's own from before the CRM was connected): hang the task
+                # on its contact rather than wait for an entity that will never come.
                 target = Ref(table="crm_contacts", id=task.contact_id) if task.contact_id else None
                 if target is not None:
                     self.need_contact(target.id)
@@ -378,7 +378,7 @@ class Planner:
             )
 
     def _lead_goes_to_crm(self, lead_id: int) -> bool:
-        if self.session.scalar(select(self._linked("crm_leads", lead_id))):
+        if f"lead:{lead_id}" in self._keys or self.session.scalar(select(self._linked("crm_leads", lead_id))):
             return True
         return bool(self.session.scalar(select(self._planned(f"lead:{lead_id}"))))
 
@@ -624,6 +624,7 @@ def plan_push(
     lead_creates_contact: bool = True,
 ) -> PlanStats:
     """Write the outbox rows for everything the CRM does not know yet, in the caller's
-    transaction; rows older than the connection (minus history_days) are left alone."""
+    transaction; rows older than the connection (minus history_days) are left alone.
+    `lead_creates_contact`: the backend's (see CrmBackend)."""
     since = as_utc(connected_at) - timedelta(days=history_days)
     return Planner(session, backend, instance, since, tags, lead_creates_contact).plan()

@@ -120,6 +120,9 @@ class Pusher:
         self.backend = backend
         self.settings = settings
         self.stats = PushStats()
+        # Rows found waiting for an entity the CRM does not have: not claimed again in this run,
+        # so that the ranks above them still go (they are due again in the next run).
+        self._waiting: set[int] = set()
 
     def _backoff(self, attempts: int) -> timedelta:
         seconds = min(
@@ -137,6 +140,8 @@ class Pusher:
             )
             .order_by(CrmOutbox.rank, CrmOutbox.id)
         )
+        if self._waiting:
+            due = due.where(CrmOutbox.id.not_in(sorted(self._waiting)))
         first = session.scalars(due.limit(1)).first()
         if first is None:
             return []
@@ -162,7 +167,8 @@ class Pusher:
         return self.stats
 
     def _round(self, now: datetime) -> bool:
-        """One claimed batch carried out; False when nothing was due or nothing could progress."""
+        """One claimed batch carried out (or found waiting); False when nothing was due or the CRM
+        is unavailable."""
         with session_scope(self.database_url) as session:
             rows = self._claim(session, now)
             claimed = [(row.id, row.idempotency_key, row.op, dict(row.payload), row.attempts) for row in rows]
@@ -217,9 +223,10 @@ class Pusher:
         # entity may have just been created), later when nothing moved (it may never come).
         self._give_back(waiting, None, now if progressed else now + self._backoff(1), counted=False)
         self.stats.deferred += len(waiting) if not progressed else 0
-        # A round of only waiting operations (now due later) must not end the run: the ranks
-        # after it (notes, fields) do not wait for them.
-        return progressed or bool(waiting)
+        if not progressed:
+            # Nothing of this rank could go: leave these for the next run, go on with the rest.
+            self._waiting.update(row_id for row_id, _ in waiting)
+        return True
 
     def _give_back(
         self, items: Sequence[tuple[int, PendingOp]], error: str | None, due: datetime, counted: bool
