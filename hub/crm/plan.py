@@ -535,8 +535,10 @@ class Planner:
                 )
         links = self._link_map("crm_leads", per_lead)
         for lead_id, fields in per_lead.items():
-            if lead_id in links:
-                self._set_fields(Ref(table="crm_leads", id=lead_id), links[lead_id], fields)
+            # A lead created in this push gets its fields in the same push (they wait for it):
+            # otherwise one run and two runs would leave different cards.
+            if lead_id in links or f"lead:{lead_id}" in self._keys:
+                self._set_fields(Ref(table="crm_leads", id=lead_id), links.get(lead_id), fields)
 
     def responsible(self) -> None:
         """Entities the hub moved to another rep since the CRM last showed them (a leaver's work

@@ -9,6 +9,7 @@ same way as the amoCRM replay. State is in memory; the clock can be moved forwar
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 import secrets
@@ -26,6 +27,7 @@ from connectors.bitrix24 import ORIGINATOR
 from hub.demo.replay import CrmSnapshot
 from hub.demo.replay.server import LocalServer, local_server
 
+log = logging.getLogger(__name__)
 ENTITY_TYPE_IDS = {"lead": 1, "deal": 2, "contact": 3, "company": 4}
 MULTI_FIELDS = ("PHONE", "EMAIL", "WEB", "IM")
 PAGE = 50
@@ -543,8 +545,14 @@ def _apply_fields(
             row[key] = value
         elif key in ("ID", "DATE_CREATE", "DATE_MODIFY", "CREATED_BY_ID", "MODIFY_BY_ID"):
             continue
+        elif key == "OPPORTUNITY" and value not in (None, ""):
+            row[key] = f"{float(value):.2f}"  # the portal answers money as "15000.00"
         else:
-            row[key] = value
+            row[key] = (
+                value
+                if isinstance(value, str | int | float | bool | list | dict) or value is None
+                else str(value)
+            )
     if "ASSIGNED_BY_ID" in row:
         _require_user(portal, row["ASSIGNED_BY_ID"], "ASSIGNED_BY_ID")
 
@@ -1093,7 +1101,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def _reply(self, status: int, body: dict[str, Any] | bytes, ctype: str = "application/json") -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False).encode()
+        data = body if isinstance(body, bytes) else json.dumps(body, ensure_ascii=False, default=str).encode()
         self.send_response(status)
         self.send_header("Content-Type", ctype + ("; charset=utf-8" if ctype == "application/json" else ""))
         self.send_header("Content-Length", str(len(data)))
@@ -1150,6 +1158,11 @@ class _Handler(BaseHTTPRequestHandler):
                 self._reply(200, answer)
         except ApiError as exc:
             self._reply(exc.status, {"error": exc.code, "error_description": exc.description})
+        except Exception as exc:  # a bug of the replay: answered as the portal answers its own
+            log.exception("Bitrix24 replay: %s failed", path)
+            self._reply(
+                500, {"error": "INTERNAL_SERVER_ERROR", "error_description": f"{type(exc).__name__}: {exc}"}
+            )
 
     def _method(self, portal: Portal, path: str, params: dict[str, Any]) -> str:
         parts = [p for p in path.split("/") if p]
@@ -1458,7 +1471,7 @@ class Bitrix24Replay:
                     "direction": "outbound" if s["CALL_TYPE"] == "1" else "inbound",
                     "duration": int(s["CALL_DURATION"]),
                     "recording_url": s["CALL_RECORD_URL"] or None,
-                    "uniq": s["EXTERNAL_CALL_ID"],
+                    "uniq": _strip_ref(s["EXTERNAL_CALL_ID"]),
                 }
                 for s in p.statistic
             ]
