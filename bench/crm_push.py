@@ -102,7 +102,9 @@ BENCHES: dict[str, Callable[[str, int, str], dict[str, float]]] = {"bitrix24": b
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--backend", choices=sorted(BENCHES), default="bitrix24")
     parser.add_argument("--rows", type=int, default=10_000, help="new leads to push")
     parser.add_argument("--mode", choices=("classic", "simple"), default="classic", help="Bitrix24 CRM mode")

@@ -474,3 +474,36 @@ def test_a_thousand_leads_take_a_request_per_fifty(sqlite_store: str) -> None:
         assert result.push.done == 1000
         assert len(crm.portal.entities["lead"]) == 1000
         assert crm.requests_seen() - before <= 1000 / 45
+
+
+def test_an_oauth_application_connects_syncs_and_keeps_the_rotated_tokens(
+    sqlite_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`hub crm connect bitrix24 CODE`, then syncs from the settings: the pair lives in the store,
+    and a renewal replaces it there before the new token is used."""
+    from click.testing import CliRunner
+
+    from hub.cli import main
+    from hub.crm.registry import build_backend
+    from hub.crm.tokens import load_tokens
+
+    with Bitrix24Replay(oauth=True) as crm:
+        for name, value in {**crm.hub_environment(), "HUB_DATABASE_URL": sqlite_store}.items():
+            monkeypatch.setenv(name, value)
+        answer = CliRunner().invoke(main, ["crm", "connect", "bitrix24", crm.authorization_code()])
+        assert answer.exit_code == 0, answer.output
+        first = load_tokens(sqlite_store, "bitrix24")
+        assert first["refresh_token"] in crm.portal.refresh_tokens
+        assert crm.portal.client_secret not in answer.output and first["access_token"] not in answer.output
+        backend = build_backend(load_settings())
+        pull_crm(sqlite_store, backend, "RU")
+        crm.advance(3700)  # the access token is dead
+        fresh = build_backend(load_settings())  # a later run: tokens from the store
+        pull_crm(sqlite_store, fresh, "RU")
+        second = load_tokens(sqlite_store, "bitrix24")
+        assert second["refresh_token"] != first["refresh_token"]
+        assert second["refresh_token"] in crm.portal.refresh_tokens
+        assert first["refresh_token"] not in crm.portal.refresh_tokens  # rotated away
+        # A code that was used or never issued: a clear refusal, exit 1.
+        again = CliRunner().invoke(main, ["crm", "connect", "bitrix24", "used-code"])
+        assert again.exit_code == 1 and "invalid_grant" in again.output
