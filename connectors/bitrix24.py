@@ -624,6 +624,20 @@ class Bitrix24Client:
             yield answer
             position = answer.next
 
+    @staticmethod
+    def fast_params(
+        params: dict[str, Any] | None = None, *, after_id: int = 0, id_field: str = "ID", count: bool = False
+    ) -> dict[str, Any]:
+        """The parameters of one page of the fast form (see `fast_pages`)."""
+        params = dict(params or {})
+        base_filter = dict(params.pop("filter", {}) or {})
+        return {
+            **params,
+            "order": {id_field: "ASC"},
+            "filter": {**base_filter, f">{id_field}": after_id},
+            "start": 0 if count else -1,
+        }
+
     def fast_pages(
         self,
         method: str,
@@ -633,26 +647,22 @@ class Bitrix24Client:
         id_field: str = "ID",
         rows: Callable[[Any], list[dict[str, Any]]] | None = None,
         count: bool = False,
+        first: Any = None,
     ) -> Iterator[tuple[list[dict[str, Any]], int]]:
         """A large list without counting: `order {ID: ASC}`, `filter {">ID": last}`, `start: -1`,
         until a page has fewer than 50 rows. Yields each page's rows and its last id.
 
         `count=True` sends `start: 0` instead, for methods whose documentation does not promise
-        the uncounted form (tasks.task.list): the same pages, the portal also counts `total`."""
-        params = dict(params or {})
-        base_filter = dict(params.pop("filter", {}) or {})
+        the uncounted form (tasks.task.list): the same pages, the portal also counts `total`.
+        `first`: the result of the first page, already fetched (in a batch)."""
         last = after_id
         while True:
-            answer = self.call(
-                method,
-                {
-                    **params,
-                    "order": {id_field: "ASC"},
-                    "filter": {**base_filter, f">{id_field}": last},
-                    "start": 0 if count else -1,
-                },
-            )
-            items = rows(answer.result) if rows else list(answer.result or [])
+            if first is not None:
+                result, first = first, None
+            else:
+                query = self.fast_params(params, after_id=last, id_field=id_field, count=count)
+                result = self.call(method, query).result
+            items = rows(result) if rows else list(result or [])
             if items:
                 last = max(
                     last, max(int(item.get(id_field) or item.get(id_field.lower()) or 0) for item in items)

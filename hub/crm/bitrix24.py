@@ -76,6 +76,7 @@ TASK_SELECT = [
     "XML_ID",
     "UF_CRM_TASK",
 ]
+HISTORY_SELECT = ["ID", "OWNER_ID", "CATEGORY_ID", "STAGE_ID", "CREATED_TIME"]
 # The hub's own fields (hub/crm/plan.py) as Bitrix24 user fields: UF_CRM_<CODE>, and their types.
 FIELD_TYPES = {
     "hub_outstanding": "double",
@@ -390,14 +391,15 @@ class Bitrix24Backend:
         note, receivables), and the lead then names it."""
         return self.mode() == "simple"
 
-    def _reference(self) -> None:
-        answer = self.client.batch(
-            {
-                "mode": Command("crm.settings.mode.get"),
-                "categories": Command("crm.category.list", {"entityTypeId": 2}),
-                "statuses": Command("crm.status.list", {"order": {"SORT": "ASC"}}),
-            }
-        )
+    def _reference_commands(self) -> dict[str, Command]:
+        return {
+            "mode": Command("crm.settings.mode.get"),
+            "categories": Command("crm.category.list", {"entityTypeId": 2}),
+            "statuses": Command("crm.status.list", {"order": {"SORT": "ASC"}}),
+        }
+
+    def _reference(self, answer: BatchAnswer | None = None) -> None:
+        answer = answer or self.client.batch(self._reference_commands())
         for key in ("mode", "categories", "statuses"):
             if key in answer.errors:
                 raise TransientSourceError(f"Bitrix24: {key}: {_error_text(answer, key)}")
@@ -440,30 +442,64 @@ class Bitrix24Backend:
 
     def pull(self, cursor: dict[str, Any]) -> Iterator[PullBatch]:
         cursor = {k: (dict(v) if isinstance(v, dict) else v) for k, v in cursor.items()}
-        self._reference()
-        users = [
-            to_user(row)
-            for page in self.client.pages("user.get", {"sort": "ID", "order": "ASC"})
-            for row in page.result or []
-        ]
+        # One request for the reference data and the first page of every kind: a quiet portal's
+        # increment costs one request.
+        commands = {
+            **self._reference_commands(),
+            "users": Command("user.get", {"sort": "ID", "order": "ASC", "start": 0}),
+        }
+        for kind in PULLED_KINDS:
+            commands[kind] = Command(f"crm.{kind}.list", self._kind_params(kind, cursor))
+        commands["task"] = Command("tasks.task.list", self._task_params(cursor))
+        commands["history"] = Command("crm.stagehistory.list", self._history_params(cursor))
+        answer = self.client.batch(commands)
+        self._reference(answer)
+        if "users" in answer.errors:
+            raise TransientSourceError(f"Bitrix24: user.get: {_error_text(answer, 'users')}")
+        users = [to_user(row) for row in answer.results.get("users") or []]
+        if answer.nexts.get("users"):
+            params = {"sort": "ID", "order": "ASC"}
+            for page in self.client.pages("user.get", params, start=answer.nexts["users"]):
+                users.extend(to_user(row) for row in page.result or [])
         yield PullBatch(
-            users=users,
-            stages=to_stages(self.portal.categories, self.portal.statuses),
-            cursor=dict(cursor),
+            users=users, stages=to_stages(self.portal.categories, self.portal.statuses), cursor=dict(cursor)
         )
+
+        def first(key: str) -> Any:
+            return answer.results.get(key) if answer.ok(key) else None
+
         for kind in PULLED_KINDS:
             if kind == "lead" and self.portal.mode == "simple":
                 continue
-            yield from self._pull_kind(kind, cursor)
-        yield from self._pull_tasks(cursor)
-        yield from self._pull_history(cursor)
+            yield from self._pull_kind(kind, cursor, first(kind))
+        yield from self._pull_tasks(cursor, first("task"))
+        yield from self._pull_history(cursor, first("history"))
+
+    def _kind_params(self, kind: str, cursor: dict[str, Any]) -> dict[str, Any]:
+        state, since = self._increment(cursor, kind)
+        flt = {">=DATE_MODIFY": since} if since else {}
+        return self.client.fast_params(
+            {"select": ENTITY_SELECT, "filter": flt}, after_id=int(state.get("after") or 0)
+        )
+
+    def _task_params(self, cursor: dict[str, Any]) -> dict[str, Any]:
+        state, since = self._increment(cursor, "task")
+        flt = {">=CHANGED_DATE": since} if since else {}
+        return self.client.fast_params(
+            {"select": TASK_SELECT, "filter": flt}, after_id=int(state.get("after") or 0), count=True
+        )
+
+    def _history_params(self, cursor: dict[str, Any]) -> dict[str, Any]:
+        return self.client.fast_params(
+            {"entityTypeId": 2, "select": HISTORY_SELECT}, after_id=int(cursor.get("history_after") or 0)
+        )
 
     def _increment(self, cursor: dict[str, Any], key: str) -> tuple[dict[str, Any], str | None]:
         state = dict(cursor.get(key) or {})
         since = _when(state.get("since"))
         return state, _iso(since - OVERLAP) if since else None
 
-    def _pull_kind(self, kind: str, cursor: dict[str, Any]) -> Iterator[PullBatch]:
+    def _pull_kind(self, kind: str, cursor: dict[str, Any], first: Any = None) -> Iterator[PullBatch]:
         state, since = self._increment(cursor, kind)
         flt = {">=DATE_MODIFY": since} if since else {}
         newest = state.get("newest") or state.get("since")
@@ -471,6 +507,7 @@ class Bitrix24Backend:
             f"crm.{kind}.list",
             {"select": ENTITY_SELECT, "filter": flt},
             after_id=int(state.get("after") or 0),
+            first=first,
         ):
             for row in rows:
                 stamp = _when(row.get("DATE_MODIFY"))
@@ -491,7 +528,7 @@ class Bitrix24Backend:
             mapped[0].extend(mapped[1](row) for row in rows)  # type: ignore[operator]
             yield batch
 
-    def _pull_tasks(self, cursor: dict[str, Any]) -> Iterator[PullBatch]:
+    def _pull_tasks(self, cursor: dict[str, Any], first: Any = None) -> Iterator[PullBatch]:
         state, since = self._increment(cursor, "task")
         flt = {">=CHANGED_DATE": since} if since else {}
         newest = state.get("newest") or state.get("since")
@@ -501,6 +538,7 @@ class Bitrix24Backend:
             after_id=int(state.get("after") or 0),
             rows=lambda result: list((result or {}).get("tasks") or []),
             count=True,
+            first=first,
         ):
             for row in rows:
                 stamp = _when(row.get("changedDate"))
@@ -512,12 +550,13 @@ class Bitrix24Backend:
             cursor["task"] = state
             yield PullBatch(tasks=[to_task(row) for row in rows], cursor=dict(cursor))
 
-    def _pull_history(self, cursor: dict[str, Any]) -> Iterator[PullBatch]:
+    def _pull_history(self, cursor: dict[str, Any], first: Any = None) -> Iterator[PullBatch]:
         for rows, last in self.client.fast_pages(
             "crm.stagehistory.list",
-            {"entityTypeId": 2, "select": ["ID", "OWNER_ID", "CATEGORY_ID", "STAGE_ID", "CREATED_TIME"]},
+            {"entityTypeId": 2, "select": HISTORY_SELECT},
             after_id=int(cursor.get("history_after") or 0),
             rows=lambda result: list((result or {}).get("items") or []),
+            first=first,
         ):
             cursor["history_after"] = last
             yield PullBatch(stage_changes=[to_stage_change(row) for row in rows], cursor=dict(cursor))
